@@ -1,0 +1,57 @@
+#pragma once
+// Helpers shared by the tests: where ../shared is (missing => the test fails loudly, never skips),
+// and reading JSON / JSONL goldens.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace phinfer::test {
+
+inline std::filesystem::path shared_dir() {
+  std::filesystem::path p = PHINFER_SHARED_DIR;
+  if (!std::filesystem::is_directory(p)) {
+    ADD_FAILURE() << "shared test data not found at " << p
+                  << " (the tests need ../shared beside the project root)";
+    throw std::runtime_error("missing ../shared");
+  }
+  return p;
+}
+
+inline std::filesystem::path shared_path(const std::string& rel) {
+  auto p = shared_dir() / rel;
+  if (!std::filesystem::exists(p)) {
+    ADD_FAILURE() << "shared test file missing: " << p;
+    throw std::runtime_error("missing " + p.string());
+  }
+  return p;
+}
+
+inline nlohmann::json read_json(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  if (!f) throw std::runtime_error("cannot open " + p.string());
+  return nlohmann::json::parse(f);
+}
+
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  if (!f) throw std::runtime_error("cannot open " + p.string());
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// A fresh scratch directory under the build tree for one test.
+inline std::filesystem::path temp_dir(const std::string& name) {
+  auto p = std::filesystem::path(PHINFER_TEST_TMP) / name;
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+}  // namespace phinfer::test
