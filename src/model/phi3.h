@@ -1,0 +1,107 @@
+#pragma once
+// The Phi3ForCausalLM forward pass (Hugging Face semantics), fp32 compute over weights kept in
+// their stored format. A Sequence owns the KV cache of one conversation.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "format/safetensors.h"
+#include "kernels/matrix.h"
+#include "kernels/thread_pool.h"
+#include "phinfer/config.h"
+
+namespace phinfer::model {
+
+// Which LongRoPE frequency table a forward call uses (always Short without LongRoPE).
+enum class RopeTable { Short, Long };
+
+struct LayerWeights {
+  kernels::WeightMatrix qkv_proj;      // [q_dim + 2 kv_dim, hidden]: q, k, v
+  kernels::WeightMatrix o_proj;        // [hidden, q_dim]
+  kernels::WeightMatrix gate_up_proj;  // [2 intermediate, hidden]: gate, up
+  kernels::WeightMatrix down_proj;     // [hidden, intermediate]
+  std::vector<float> input_norm;       // [hidden]
+  std::vector<float> post_attention_norm;
+};
+
+struct ModelWeights {
+  kernels::WeightMatrix embed_tokens;  // [vocab, hidden]
+  kernels::WeightMatrix lm_head;       // [vocab, hidden]; the embedding when tied
+  std::vector<float> final_norm;
+  std::vector<LayerWeights> layers;
+};
+
+// The sliding-window setting a user can override: auto = as config.json declares.
+struct SlidingWindow {
+  enum class Mode { Auto, Off, Fixed } mode = Mode::Auto;
+  int64_t size = 0;  // for Fixed
+  static SlidingWindow parse(const std::string& text);  // "auto", "off" or a positive integer
+};
+
+class Phi3Model {
+ public:
+  // Loads and validates config.json and every tensor of an HF checkpoint folder (memory-mapped).
+  static std::unique_ptr<Phi3Model> load(const std::filesystem::path& dir, SlidingWindow window = {});
+
+  const ModelConfig& config() const { return config_; }
+  std::optional<int64_t> sliding_window() const { return window_; }
+  // The table HF uses for a forward call whose highest position is total_length - 1.
+  RopeTable table_for_length(int64_t total_length) const;
+
+  struct KVCache {
+    std::vector<std::vector<float>> k, v;  // per layer [capacity, kv_dim]
+    int64_t length = 0;
+    int64_t capacity = 0;
+    RopeTable table = RopeTable::Short;
+  };
+  KVCache new_cache() const;
+
+  // Runs tokens at positions [cache.length, cache.length + n) with the given table, appends their
+  // keys/values to the cache, and writes logits [logit_rows.size(), vocab] for the requested rows
+  // (indices into `tokens`).
+  void forward(std::span<const int32_t> tokens, KVCache& cache, RopeTable table, std::span<const int64_t> logit_rows,
+               float* logits, kernels::ThreadPool& pool) const;
+
+ private:
+  Phi3Model() = default;
+  void attention(const float* q, const KVCache& cache, int layer, int64_t n, int64_t pos0, float* out,
+                 kernels::ThreadPool& pool) const;
+  void apply_rope(float* qk, int64_t n, int64_t pos0, int64_t stride, int64_t n_heads, RopeTable table) const;
+
+  ModelConfig config_;
+  std::optional<int64_t> window_;
+  std::vector<double> inv_freq_short_, inv_freq_long_;
+  double attention_factor_ = 1.0;
+  format::SafetensorsCheckpoint checkpoint_;
+  ModelWeights weights_;
+};
+
+// One token stream with its KV cache. Handles the LongRoPE crossing like transformers: when the
+// sequence first grows past original_max_position_embeddings, the cache (built with the short
+// table) is dropped and the whole sequence is recomputed with the long table.
+class Sequence {
+ public:
+  Sequence(const Phi3Model& model, kernels::ThreadPool& pool);
+
+  // Appends tokens and returns the logits of the last one ([vocab]).
+  const std::vector<float>& append(std::span<const int32_t> tokens);
+  // Appends tokens and returns logits for each requested row of `tokens` ([rows, vocab]).
+  std::vector<float> append_with_logits(std::span<const int32_t> tokens, std::span<const int64_t> rows);
+
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  int64_t recomputations() const { return recomputations_; }  // LongRoPE crossings handled
+  void reset();
+
+ private:
+  const Phi3Model* model_;
+  kernels::ThreadPool* pool_;
+  Phi3Model::KVCache cache_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> last_logits_;
+  int64_t recomputations_ = 0;
+};
+
+}  // namespace phinfer::model
