@@ -1,0 +1,89 @@
+#pragma once
+// The public entry point: load a checkpoint folder once, then tokenize, format chats and generate.
+// Shaped like OpenVINO GenAI's LLMPipeline + GenerationConfig + streamer.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "phinfer/chat_template.h"
+#include "phinfer/config.h"
+#include "phinfer/tokenizer.h"
+
+namespace phinfer {
+
+struct GenerationConfig {
+  int64_t max_new_tokens = 256;
+  bool do_sample = false;         // false: greedy (argmax, lowest id on ties)
+  double temperature = 1.0;       // Hugging Face defaults
+  int64_t top_k = 50;             // 0 disables
+  double top_p = 1.0;             // 1 disables
+  uint64_t seed = 0;              // the same seed gives the same text
+  bool return_full_text = false;  // result text includes the prompt text
+  bool skip_prompt = true;        // the streamer does not receive the prompt text
+  bool skip_special_tokens = true;
+  // Extra stop ids; the checkpoint's eos ids (generation_config.json, config.json) and <|end|> always stop.
+  std::vector<int32_t> extra_eos_token_ids;
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double ttft_ms = 0;              // prompt processing + first token
+  double decode_tokens_per_s = 0;  // tokens after the first / their time
+  std::vector<double> per_token_ms;
+};
+
+struct GenerationResult {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> output_ids;  // generated ids, including the eos that stopped it
+  std::string text;
+  std::string finish_reason;        // "eos", "length" or "stopped" (the streamer asked)
+  GenerationStats stats;
+};
+
+// Receives text as soon as it is final (never a broken UTF-8 sequence); return false to stop.
+using Streamer = std::function<bool(std::string_view text)>;
+
+struct PipelineOptions {
+  int threads = 0;                      // 0: one per physical core
+  std::string sliding_window = "auto";  // auto (as config.json), off, or a window size
+};
+
+class Pipeline {
+ public:
+  static Pipeline load(const std::filesystem::path& model_dir, const PipelineOptions& options = {});
+  ~Pipeline();
+  Pipeline(Pipeline&&) noexcept;
+  Pipeline& operator=(Pipeline&&) noexcept;
+
+  const ModelConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  const GenerationDefaults& generation_defaults() const;
+  // The ids that stop generation: generation_config + config eos ids and <|end|>.
+  std::vector<int32_t> stop_ids(const GenerationConfig& config) const;
+
+  // The model's chat template applied to messages, rendered and tokenized (no extra special tokens).
+  std::string render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
+  std::vector<int32_t> encode_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
+
+  GenerationResult generate(std::span<const int32_t> prompt_ids, const GenerationConfig& config,
+                            const Streamer& streamer = {}) const;
+  GenerationResult generate(std::string_view prompt, const GenerationConfig& config,
+                            const Streamer& streamer = {}) const;
+
+  // Logits [positions.size(), vocab] of one forward pass over ids (positions index into ids).
+  std::vector<float> logits(std::span<const int32_t> ids, std::span<const int64_t> positions) const;
+
+  struct Impl;
+ private:
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace phinfer

@@ -1,0 +1,95 @@
+// phinfer generate: prompt (text, chat or ids) -> streamed text, or one JSON object with --json.
+#include <cstdio>
+#include <optional>
+
+#include "cli/commands.h"
+#include "phinfer/error.h"
+#include "phinfer/pipeline.h"
+
+namespace phinfer::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model;
+  std::optional<std::string> prompt, prompt_ids, system;
+  bool chat = false, json = false, do_sample = false, full_text = false;
+  GenerationConfig gen;
+  PipelineOptions pipeline;
+};
+
+int run_generate(const GenerateArgs& a) {
+  if (a.prompt.has_value() == a.prompt_ids.has_value()) throw Error("give exactly one of -p/--prompt and --prompt-ids");
+  if (a.chat && a.prompt_ids) throw Error("--chat formats a text prompt; it cannot be combined with --prompt-ids");
+  if (a.system && !a.chat) throw Error("--system needs --chat");
+  Pipeline pipe = Pipeline::load(a.model, a.pipeline);
+  GenerationConfig gen = a.gen;
+  gen.do_sample = a.do_sample;
+  gen.return_full_text = a.full_text;
+
+  auto stream_to_stdout = [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  Streamer streamer;
+  if (!a.json) streamer = stream_to_stdout;
+
+  GenerationResult r;
+  if (a.prompt_ids) {
+    r = pipe.generate(parse_id_list(*a.prompt_ids, "--prompt-ids"), gen, streamer);
+  } else if (a.chat) {
+    std::vector<ChatMessage> messages;
+    if (a.system) messages.push_back({"system", *a.system});
+    messages.push_back({"user", *a.prompt});
+    r = pipe.generate(pipe.encode_chat(messages), gen, streamer);
+  } else {
+    r = pipe.generate(*a.prompt, gen, streamer);
+  }
+
+  if (a.json) {
+    print_json({{"prompt_ids", r.prompt_ids},
+                {"output_ids", r.output_ids},
+                {"text", r.text},
+                {"finish_reason", r.finish_reason},
+                {"stats",
+                 {{"prompt_tokens", r.stats.prompt_tokens},
+                  {"generated_tokens", r.stats.generated_tokens},
+                  {"ttft_ms", r.stats.ttft_ms},
+                  {"decode_tokens_per_s", r.stats.decode_tokens_per_s}}}});
+  } else {
+    std::printf("\n");
+    std::fprintf(stderr, "[%lld prompt tokens, %lld generated, first token %.1f ms, %.2f tokens/s, stop: %s]\n",
+                 static_cast<long long>(r.stats.prompt_tokens), static_cast<long long>(r.stats.generated_tokens),
+                 r.stats.ttft_ms, r.stats.decode_tokens_per_s, r.finish_reason.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_generate(CLI::App& root) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* app = root.add_subcommand("generate", "Generate text from a prompt, streamed to stdout");
+  app->add_option("-m,--model", args->model, "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json)")
+      ->required();
+  app->add_option("-p,--prompt", args->prompt, "Prompt text");
+  app->add_option("--prompt-ids", args->prompt_ids, "Prompt as token ids, e.g. 1,2,3");
+  app->add_flag("--chat", args->chat, "Format the prompt as a user message with the model's chat template");
+  app->add_option("--system", args->system, "System message (with --chat)");
+  app->add_option("--max-new-tokens", args->gen.max_new_tokens, "Most tokens to generate")->capture_default_str();
+  app->add_flag("--do-sample", args->do_sample, "Sample instead of greedy decoding");
+  app->add_option("--temperature", args->gen.temperature, "Sampling temperature (with --do-sample)")->capture_default_str();
+  app->add_option("--top-k", args->gen.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
+  app->add_option("--top-p", args->gen.top_p, "Keep the smallest set of tokens with this total probability")
+      ->capture_default_str();
+  app->add_option("--seed", args->gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+  app->add_flag("--full-text", args->full_text, "Include the prompt in the returned text (return_full_text)");
+  app->add_option("--threads", args->pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
+  app->add_option("--sliding-window", args->pipeline.sliding_window,
+                  "Attention window: auto (as config.json), off, or a number of keys")
+      ->capture_default_str();
+  app->add_flag("--json", args->json, "Print one JSON object at the end instead of streaming");
+  return {app, [args] { return run_generate(*args); }};
+}
+
+}  // namespace phinfer::cli

@@ -1,0 +1,120 @@
+// phinfer tokenize / detokenize / logits: the building blocks other tools script against.
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+#include "cli/commands.h"
+#include "phinfer/error.h"
+#include "phinfer/pipeline.h"
+#include "phinfer/tokenizer.h"
+
+namespace phinfer::cli {
+namespace {
+
+struct TokenizeArgs {
+  std::string model;
+  std::optional<std::string> text;
+  bool no_special = false, jsonl = false;
+};
+
+int run_tokenize(const TokenizeArgs& a) {
+  Tokenizer tok = Tokenizer::from_dir(a.model);
+  const bool add_special = !a.no_special;
+  if (!a.jsonl) {
+    if (!a.text) throw Error("give the TEXT to tokenize, or --jsonl to read {\"text\": ...} lines from stdin");
+    print_json({{"ids", tok.encode(*a.text, add_special)}});
+    return 0;
+  }
+  if (a.text) throw Error("--jsonl reads standard input; do not also give TEXT");
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error("stdin line " + std::to_string(line_no) + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+      throw Error("stdin line " + std::to_string(line_no) + ": expected an object {\"text\": \"...\"}");
+    print_json({{"ids", tok.encode(j["text"].get<std::string>(), add_special)}});
+  }
+  return 0;
+}
+
+struct DetokenizeArgs {
+  std::string model, ids;
+  bool skip_special = false;
+};
+
+int run_detokenize(const DetokenizeArgs& a) {
+  Tokenizer tok = Tokenizer::from_dir(a.model);
+  std::string text = tok.decode(parse_id_list(a.ids, "IDS"), a.skip_special);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+struct LogitsArgs {
+  std::string model, prompt_ids, positions = "last", sliding_window = "auto";
+  int threads = 0;
+};
+
+int run_logits(const LogitsArgs& a) {
+  Pipeline pipe = Pipeline::load(a.model, {a.threads, a.sliding_window});
+  std::vector<int32_t> ids = parse_id_list(a.prompt_ids, "--prompt-ids");
+  const int64_t n = static_cast<int64_t>(ids.size());
+  std::vector<int64_t> positions;
+  if (a.positions == "last") {
+    positions.push_back(n - 1);
+  } else if (a.positions == "all") {
+    for (int64_t i = 0; i < n; ++i) positions.push_back(i);
+  } else {
+    for (int32_t p : parse_id_list(a.positions, "--positions")) positions.push_back(p);
+  }
+  std::vector<float> logits = pipe.logits(ids, positions);
+  const int64_t vocab = pipe.config().vocab_size;
+  nlohmann::json out = nlohmann::json::object();
+  for (size_t i = 0; i < positions.size(); ++i) {
+    auto begin = logits.begin() + static_cast<std::ptrdiff_t>(i) * vocab;
+    out[std::to_string(positions[i])] = std::vector<float>(begin, begin + vocab);
+  }
+  print_json({{"logits", out}});
+  return 0;
+}
+
+}  // namespace
+
+Command add_tokenize(CLI::App& root) {
+  auto a = std::make_shared<TokenizeArgs>();
+  CLI::App* app = root.add_subcommand("tokenize", "Print the token ids of a text as {\"ids\":[...]}");
+  app->add_option("-m,--model", a->model, "Folder with tokenizer.json")->required();
+  app->add_option("text", a->text, "Text to tokenize");
+  app->add_flag("--no-special", a->no_special, "Do not add special tokens such as <s>");
+  app->add_flag("--jsonl", a->jsonl, "Read {\"text\": ...} lines from stdin, print one {\"ids\":[...]} line each");
+  return {app, [a] { return run_tokenize(*a); }};
+}
+
+Command add_detokenize(CLI::App& root) {
+  auto a = std::make_shared<DetokenizeArgs>();
+  CLI::App* app = root.add_subcommand("detokenize", "Print the text of comma-separated token ids");
+  app->add_option("-m,--model", a->model, "Folder with tokenizer.json")->required();
+  app->add_option("ids", a->ids, "Token ids, e.g. 1,2,3")->required();
+  app->add_flag("--skip-special", a->skip_special, "Leave out special tokens");
+  return {app, [a] { return run_detokenize(*a); }};
+}
+
+Command add_logits(CLI::App& root) {
+  auto a = std::make_shared<LogitsArgs>();
+  CLI::App* app = root.add_subcommand("logits", "Print next-token logits: {\"logits\":{\"<pos>\":[...]}}");
+  app->add_option("-m,--model", a->model, "Hugging Face checkpoint folder")->required();
+  app->add_option("--prompt-ids", a->prompt_ids, "Token ids, e.g. 1,2,3")->required();
+  app->add_option("--positions", a->positions, "last, all, or comma-separated positions")->capture_default_str();
+  app->add_option("--threads", a->threads, "Worker threads (0 = one per physical core)");
+  app->add_option("--sliding-window", a->sliding_window, "auto, off, or a number of keys")->capture_default_str();
+  return {app, [a] { return run_logits(*a); }};
+}
+
+}  // namespace phinfer::cli

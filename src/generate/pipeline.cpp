@@ -1,0 +1,156 @@
+#include "phinfer/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "generate/sampler.h"
+#include "model/phi3.h"
+#include "phinfer/error.h"
+
+namespace phinfer {
+
+struct Pipeline::Impl {
+  std::filesystem::path dir;
+  std::unique_ptr<model::Phi3Model> model;
+  std::optional<Tokenizer> tokenizer;
+  std::optional<ChatTemplate> chat_template;
+  GenerationDefaults defaults;
+  mutable kernels::ThreadPool pool;
+
+  Impl(int threads) : pool(threads) {}
+
+  const Tokenizer& tok() const {
+    if (!tokenizer) throw Error(dir.string() + ": no tokenizer.json in the model folder; use token ids (--prompt-ids)");
+    return *tokenizer;
+  }
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::~Pipeline() = default;
+Pipeline::Pipeline(Pipeline&&) noexcept = default;
+Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
+
+Pipeline Pipeline::load(const std::filesystem::path& dir, const PipelineOptions& options) {
+  if (options.threads < 0 || options.threads > 1024)
+    throw Error("--threads: expected 0 (auto) to 1024, found " + std::to_string(options.threads));
+  auto impl = std::make_unique<Impl>(options.threads);
+  impl->dir = dir;
+  impl->model = model::Phi3Model::load(dir, model::SlidingWindow::parse(options.sliding_window));
+  if (std::filesystem::exists(dir / "tokenizer.json")) {
+    impl->tokenizer = Tokenizer::from_dir(dir);
+    std::string tmpl = impl->tokenizer->chat_template();
+    if (!tmpl.empty()) impl->chat_template.emplace(tmpl);
+  }
+  impl->defaults = GenerationDefaults::from_file(dir / "generation_config.json");
+  return Pipeline(std::move(impl));
+}
+
+const ModelConfig& Pipeline::config() const { return impl_->model->config(); }
+const Tokenizer& Pipeline::tokenizer() const { return impl_->tok(); }
+const GenerationDefaults& Pipeline::generation_defaults() const { return impl_->defaults; }
+
+std::vector<int32_t> Pipeline::stop_ids(const GenerationConfig& gc) const {
+  std::vector<int32_t> ids = impl_->defaults.eos_token_ids;
+  const auto& cfg = config().eos_token_ids;
+  ids.insert(ids.end(), cfg.begin(), cfg.end());
+  ids.insert(ids.end(), gc.extra_eos_token_ids.begin(), gc.extra_eos_token_ids.end());
+  if (impl_->tokenizer) {
+    // Phi-3 chat models end a turn with <|end|>; some configs list only <|endoftext|>.
+    if (auto end = impl_->tokenizer->token_to_id("<|end|>")) ids.push_back(*end);
+    if (auto eos = impl_->tokenizer->eos_id()) ids.push_back(*eos);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+std::string Pipeline::render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  const Tokenizer& tok = impl_->tok();
+  if (!impl_->chat_template)
+    throw Error(impl_->dir.string() + ": tokenizer_config.json has no chat_template, so --chat cannot format messages");
+  return impl_->chat_template->render(messages, add_generation_prompt, tok.bos_token(), tok.eos_token());
+}
+
+std::vector<int32_t> Pipeline::encode_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  return impl_->tok().encode(render_chat(messages, add_generation_prompt), /*add_special_tokens=*/false);
+}
+
+GenerationResult Pipeline::generate(std::string_view prompt, const GenerationConfig& gc, const Streamer& streamer) const {
+  std::vector<int32_t> ids = impl_->tok().encode(prompt, /*add_special_tokens=*/true);
+  // return_full_text with a text prompt gives back the prompt as written, as HF pipeline does.
+  GenerationConfig inner = gc;
+  inner.return_full_text = false;
+  GenerationResult r = generate(ids, inner, streamer);
+  if (gc.return_full_text) r.text = std::string(prompt) + r.text;
+  return r;
+}
+
+GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const GenerationConfig& gc, const Streamer& streamer) const {
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
+  if (prompt.empty()) throw Error("the prompt is empty: give at least one token");
+  if (gc.max_new_tokens < 0) throw Error("max_new_tokens must be >= 0, found " + std::to_string(gc.max_new_tokens));
+  const int64_t max_len = config().max_position_embeddings;
+  if (static_cast<int64_t>(prompt.size()) > max_len)
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
+                std::to_string(max_len) + " (max_position_embeddings)");
+
+  generate::Sampler sampler({gc.do_sample, gc.temperature, gc.top_k, gc.top_p}, gc.seed);
+  const std::vector<int32_t> stops = stop_ids(gc);
+  GenerationResult r;
+  r.prompt_ids.assign(prompt.begin(), prompt.end());
+  r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
+  r.finish_reason = "length";
+
+  std::optional<Tokenizer::StreamDecoder> stream;
+  if (impl_->tokenizer) stream.emplace(*impl_->tokenizer, gc.skip_special_tokens);
+  bool stopped = false;
+  auto emit = [&](const std::string& text) {
+    if (!stopped && streamer && !text.empty() && !streamer(text)) stopped = true;
+  };
+  if (streamer && !gc.skip_prompt && impl_->tokenizer) emit(impl_->tokenizer->decode(r.prompt_ids, gc.skip_special_tokens));
+
+  const auto start = Clock::now();
+  model::Sequence seq(*impl_->model, impl_->pool);
+  auto last_token_time = start;
+  const std::vector<float>* logits = nullptr;
+  for (int64_t step = 0; step < gc.max_new_tokens && !stopped; ++step) {
+    if (static_cast<int64_t>(seq.tokens().size()) >= max_len) break;  // the context is full
+    logits = step == 0 ? &seq.append(prompt) : &seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
+    const int32_t id = sampler.next(*logits);
+    r.output_ids.push_back(id);
+    const double t = ms_since(start);
+    if (step == 0) r.stats.ttft_ms = t;
+    r.stats.per_token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - last_token_time).count());
+    last_token_time = Clock::now();
+    const bool is_stop = std::binary_search(stops.begin(), stops.end(), id);
+    if (stream) emit(stream->push(id));
+    if (is_stop) {
+      r.finish_reason = "eos";
+      break;
+    }
+  }
+  if (stopped) r.finish_reason = "stopped";
+  if (stream) emit(stream->flush());
+  r.stats.generated_tokens = static_cast<int64_t>(r.output_ids.size());
+  if (r.output_ids.size() > 1) {
+    double decode_ms = std::chrono::duration<double, std::milli>(last_token_time - start).count() - r.stats.ttft_ms;
+    r.stats.decode_tokens_per_s = decode_ms > 0 ? static_cast<double>(r.output_ids.size() - 1) * 1000.0 / decode_ms : 0;
+  }
+  if (impl_->tokenizer) {
+    r.text = impl_->tokenizer->decode(r.output_ids, gc.skip_special_tokens);
+    if (gc.return_full_text) r.text = impl_->tokenizer->decode(r.prompt_ids, gc.skip_special_tokens) + r.text;
+  }
+  return r;
+}
+
+std::vector<float> Pipeline::logits(std::span<const int32_t> ids, std::span<const int64_t> positions) const {
+  if (ids.empty()) throw Error("no token ids given");
+  for (int64_t p : positions)
+    if (p < 0 || p >= static_cast<int64_t>(ids.size()))
+      throw Error("position " + std::to_string(p) + " is outside the " + std::to_string(ids.size()) + " given ids");
+  model::Sequence seq(*impl_->model, impl_->pool);
+  return seq.append_with_logits(ids, positions);
+}
+
+}  // namespace phinfer

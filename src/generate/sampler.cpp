@@ -1,0 +1,71 @@
+#include "generate/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "phinfer/error.h"
+
+namespace phinfer::generate {
+
+Sampler::Sampler(SamplingParams params, uint64_t seed) : params_(params), rng_(seed) {
+  if (params_.do_sample) {
+    if (!(params_.temperature > 0) || !std::isfinite(params_.temperature))
+      throw Error("temperature must be a positive number when sampling, found " + std::to_string(params_.temperature));
+    if (!(params_.top_p > 0 && params_.top_p <= 1))
+      throw Error("top_p must be in (0, 1], found " + std::to_string(params_.top_p));
+    if (params_.top_k < 0) throw Error("top_k must be >= 0, found " + std::to_string(params_.top_k));
+  }
+}
+
+int32_t Sampler::argmax(std::span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+
+int32_t Sampler::next(std::span<const float> logits) {
+  if (!params_.do_sample) return argmax(logits);
+  // Temperature, then keep the top_k, then the smallest prefix whose probability reaches top_p.
+  candidates_.clear();
+  candidates_.reserve(logits.size());
+  const float inv_t = static_cast<float>(1.0 / params_.temperature);
+  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  size_t keep = candidates_.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
+    keep = static_cast<size_t>(params_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep), candidates_.end(), by_logit);
+  } else {
+    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  }
+  candidates_.resize(keep);
+  const float mx = candidates_.front().first;
+  std::vector<double> probs(keep);
+  double sum = 0;
+  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(static_cast<double>(candidates_[i].first - mx));
+  for (auto& p : probs) p /= sum;
+  if (params_.top_p < 1.0) {
+    // HF removes tokens whose cumulative probability (ascending order) is <= 1 - top_p; the best always stays.
+    double cum = 0;
+    size_t cut = keep;
+    for (size_t i = 0; i < keep; ++i) {
+      cum += probs[i];
+      if (cum >= params_.top_p) {
+        cut = i + 1;
+        break;
+      }
+    }
+    probs.resize(cut);
+    double s = 0;
+    for (double p : probs) s += p;
+    for (auto& p : probs) p /= s;
+  }
+  double u = uniform(), acc = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    acc += probs[i];
+    if (u < acc) return candidates_[i].second;
+  }
+  return candidates_[probs.size() - 1].second;
+}
+
+}  // namespace phinfer::generate
