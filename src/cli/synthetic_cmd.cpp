@@ -18,10 +18,7 @@ int run_make_synthetic(const SyntheticArgs& a) {
   o.preset = a.preset;
   o.out = a.out;
   o.seed = a.seed;
-  if (a.dtype == "f32") o.dtype = DType::F32;
-  else if (a.dtype == "f16") o.dtype = DType::F16;
-  else if (a.dtype == "bf16") o.dtype = DType::BF16;
-  else throw Error("--dtype: expected f32, f16 or bf16, found '" + a.dtype + "'");
+  o.dtype = synthetic::parse_dtype(a.dtype);
   int last = -1;
   o.progress = [&last](double fraction) {
     int pct = static_cast<int>(fraction * 100);

@@ -1,0 +1,171 @@
+// The phinfer command line as other tools use it: output shapes, exit codes and error messages.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sys/wait.h>
+
+#include "test_util.h"
+
+namespace phinfer {
+namespace {
+
+struct RunResult {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs the phinfer binary with arguments (shell-quoted by the caller) and optional stdin text.
+RunResult run_cli(const std::string& args, const std::string& stdin_text = "") {
+  static int counter = 0;
+  auto dir = std::filesystem::path(PHINFER_TEST_TMP) / "cli";
+  std::filesystem::create_directories(dir);
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  auto in = dir / ("in_" + tag), err = dir / ("err_" + tag);
+  std::ofstream(in) << stdin_text;
+  std::string cmd = std::string(PHINFER_CLI_PATH) + " " + args + " <" + in.string() + " 2>" + err.string();
+  RunResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 65536> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+std::string q(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+std::string join(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+TEST(Cli, GenerateJsonOnStories260KMatchesGolden) {
+  auto dir = test::shared_path("models/stories260K-phi3");
+  auto golden = test::read_json(dir / "golden.json");
+  const auto& p = golden["prompts"][1];
+  auto r = run_cli("generate -m " + q(dir) + " -p '" + p["prompt"].get<std::string>() + "' --max-new-tokens 64 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_ids"], p["prompt_ids"]);
+  EXPECT_EQ(j["output_ids"], p["greedy_ids"]);
+  EXPECT_EQ(j["text"], p["greedy_text"]);
+  EXPECT_EQ(j["stats"]["prompt_tokens"], p["prompt_ids"].size());
+  EXPECT_EQ(j["stats"]["generated_tokens"], 64);
+  EXPECT_GT(j["stats"]["ttft_ms"].get<double>(), 0.0);
+  EXPECT_GT(j["stats"]["decode_tokens_per_s"].get<double>(), 0.0);
+}
+
+TEST(Cli, GenerateStreamsText) {
+  auto dir = test::shared_path("models/stories260K-phi3");
+  auto golden = test::read_json(dir / "golden.json");
+  const auto& p = golden["prompts"][1];
+  auto r = run_cli("generate -m " + q(dir) + " --prompt-ids " + join(p["prompt_ids"].get<std::vector<int32_t>>()) +
+                   " --max-new-tokens 64");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, p["greedy_text"].get<std::string>() + "\n");
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+}
+
+TEST(Cli, GenerateChatUsesTheTemplate) {
+  auto dir = test::shared_path("models/phi3-tiny-mha");
+  auto r = run_cli("generate -m " + q(dir) + " --chat --system 'You are a helpful assistant.' -p 'How to explain Internet for a medical professional?' --max-new-tokens 4 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  // The 4k template drops the system message: <s><|user|>\n...<|end|>\n<|assistant|>\n
+  auto ids = j["prompt_ids"].get<std::vector<int32_t>>();
+  ASSERT_GE(ids.size(), 4u);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(ids[1], 32010);
+  EXPECT_EQ(ids[ids.size() - 2], 32007);
+  EXPECT_EQ(ids.back(), 32001);
+}
+
+TEST(Cli, TokenizeAndDetokenize) {
+  auto dir = test::shared_path("data/phi3-mini-4k-instruct");
+  auto r = run_cli("tokenize -m " + q(dir) + " 'Hello world'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], nlohmann::json({1, 15043, 3186}));
+  r = run_cli("tokenize -m " + q(dir) + " --no-special 'Hello world'");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], nlohmann::json({15043, 3186}));
+  r = run_cli("tokenize -m " + q(dir) + " --jsonl", "{\"text\": \"Hello world\"}\n{\"text\": \"hello\"}\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"ids\":[1,15043,3186]}\n{\"ids\":[1,22172]}\n");
+  r = run_cli("tokenize -m " + q(dir) + " --jsonl", "{\"text\": 3}\n");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("line 1"), std::string::npos) << r.err;
+  r = run_cli("detokenize -m " + q(dir) + " 1,15043,3186");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "<s> Hello world\n");
+}
+
+TEST(Cli, LogitsMatchGolden) {
+  auto dir = test::shared_path("models/phi3-tiny-mha");
+  auto golden = test::read_json(dir / "golden.json");
+  const auto& c = golden["cases"][0];
+  auto ids = c["prompt_ids"].get<std::vector<int32_t>>();
+  auto r = run_cli("logits -m " + q(dir) + " --prompt-ids " + join(ids));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  const auto& last = j["logits"][std::to_string(ids.size() - 1)];
+  ASSERT_EQ(last.size(), 32064u);
+  double err = 0;
+  for (size_t i = 0; i < last.size(); ++i) err = std::max(err, std::abs(last[i].get<double>() - c["last_logits"][i].get<double>()));
+  EXPECT_LT(err, 1e-3);
+  r = run_cli("logits -m " + q(dir) + " --prompt-ids 1,2,3 --positions 0,2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["logits"].contains("0"));
+  EXPECT_TRUE(j["logits"].contains("2"));
+  EXPECT_EQ(j["logits"].size(), 2u);
+  r = run_cli("logits -m " + q(dir) + " --prompt-ids 1,2,3 --positions all");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["logits"].size(), 3u);
+}
+
+TEST(Cli, ClearErrors) {
+  auto r = run_cli("generate -m /nonexistent/model -p hi");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("/nonexistent/model"), std::string::npos) << r.err;
+  auto dir = test::shared_path("models/phi3-tiny-mha");
+  r = run_cli("generate -m " + q(dir) + " --prompt-ids 1,x,3");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--prompt-ids"), std::string::npos) << r.err;
+  r = run_cli("generate -m " + q(dir) + " --prompt-ids 1,40000");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("40000"), std::string::npos) << r.err;
+  r = run_cli("generate -m " + q(dir) + " -p hi --sliding-window sideways");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--sliding-window"), std::string::npos) << r.err;
+  r = run_cli("generate -m " + q(dir));
+  EXPECT_EQ(r.status, 1);
+  r = run_cli("logits -m " + q(dir) + " --prompt-ids 1,2 --positions 5");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("position 5"), std::string::npos) << r.err;
+  r = run_cli("frobnicate");
+  EXPECT_NE(r.status, 0);
+}
+
+TEST(Cli, MakeSyntheticTinyThenGenerate) {
+  auto out = test::temp_dir("cli_synthetic");
+  auto r = run_cli("make-synthetic --preset tiny --out " + q(out / "m") + " --seed 3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+    EXPECT_TRUE(std::filesystem::exists(out / "m" / f)) << f;
+  r = run_cli("generate -m " + q(out / "m") + " --chat -p 'Hello there' --max-new-tokens 8 --do-sample --seed 5 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j["stats"]["generated_tokens"].get<int>(), 1);
+  auto again = nlohmann::json::parse(run_cli("generate -m " + q(out / "m") + " --chat -p 'Hello there' --max-new-tokens 8 --do-sample --seed 5 --json").out);
+  EXPECT_EQ(j["output_ids"], again["output_ids"]);
+  r = run_cli("make-synthetic --preset huge --out " + q(out / "x"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("huge"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace phinfer
