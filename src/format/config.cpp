@@ -18,8 +18,8 @@ struct FieldReader {
   const std::string& source;
 
   [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
-    std::string found = j.contains(key) ? j.at(key).dump() : "nothing";
-    if (found.size() > 80) found = found.substr(0, 77) + "...";
+    // json_brief, not dump: a deeply nested value must not exhaust the stack.
+    std::string found = j.contains(key) ? format::json_brief(j.at(key)) : "nothing";
     throw Error(source + ": field '" + key + "': expected " + expected + ", found " + found);
   }
   bool has(const std::string& key) const { return j.contains(key) && !j.at(key).is_null(); }
@@ -160,13 +160,16 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
                   std::to_string(ls.long_factor.size()));
     if (s.has("original_max_position_embeddings"))
       c.original_max_position_embeddings = s.integer("original_max_position_embeddings", 1, kMaxPositions);
-    // As transformers: factor = max / original; attention factor sqrt(1 + ln(factor)/ln(original)).
+    // As transformers (Phi3SuScaledRotaryEmbedding, and _compute_longrope_parameters for configs with
+    // original_max_position_embeddings, which Phi3Config always has): factor = max / original, so a
+    // rope_scaling "factor" is checked but does not change the result; attention factor
+    // sqrt(1 + ln(factor)/ln(original)).
+    if (s.has("factor")) (void)s.number("factor", 0.0, 1e6);
     if (s.has("attention_factor")) {
       ls.attention_factor = s.number("attention_factor", 0.0, 100.0);
     } else {
-      double factor = s.has("factor") ? s.number("factor", 0.0, 1e6)
-                                      : static_cast<double>(c.max_position_embeddings) /
-                                            static_cast<double>(c.original_max_position_embeddings);
+      double factor = static_cast<double>(c.max_position_embeddings) /
+                      static_cast<double>(c.original_max_position_embeddings);
       ls.attention_factor =
           factor <= 1.0 ? 1.0
                         : std::sqrt(1.0 + std::log(factor) / std::log(static_cast<double>(c.original_max_position_embeddings)));

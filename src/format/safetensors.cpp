@@ -51,18 +51,26 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
   json header;
   try {
     header = json::parse(hp, hp + header_len);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw Error(src + ": safetensors header is not valid JSON: " + e.what());
   }
-  if (!header.is_object()) throw Error(src + ": safetensors header must be a JSON object");
+  if (!header.is_object())
+    throw Error(src + ": safetensors header must be a JSON object, found " + std::string(header.type_name()));
 
   const std::span<const std::byte> data = bytes.subspan(8 + header_len);
   std::map<std::string, TensorView> out;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  struct Range {
+    uint64_t begin, end;
+    const std::string* name;
+  };
+  std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") {
-      if (!it->is_object()) throw Error(src + ": __metadata__ must be an object of strings");
+      if (!it->is_object()) throw Error(src + ": __metadata__ must be an object of strings, found " + json_brief(*it));
+      for (auto m = it->begin(); m != it->end(); ++m)
+        if (!m->is_string())
+          throw Error(src + ": __metadata__ must be an object of strings, found '" + m.key() + "': " + json_brief(*m));
       continue;
     }
     const std::string where = src + ": tensor '" + name + "'";
@@ -71,16 +79,19 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
       throw Error(where + ": expected an object with dtype, shape and data_offsets");
     if (!e["dtype"].is_string()) throw Error(where + ": dtype must be a string");
     auto dtype = dtype_from_name(e["dtype"].get<std::string>());
-    if (!dtype) throw Error(where + ": unknown dtype '" + e["dtype"].get<std::string>() + "'");
+    if (!dtype)
+      throw Error(where + ": unknown dtype '" + e["dtype"].get<std::string>() +
+                  "' (expected one of F32, F16, BF16, F64, I8, U8, I16, I32, I64, BOOL)");
     const json& shape = e["shape"];
-    if (!shape.is_array() || shape.size() > kMaxRank) throw Error(where + ": shape must be a list of at most 8 sizes");
+    if (!shape.is_array() || shape.size() > kMaxRank)
+      throw Error(where + ": shape must be a list of at most 8 sizes, found " + json_brief(shape));
     TensorView t;
     t.name = name;
     t.dtype = *dtype;
     t.file = src;
     uint64_t numel = 1;
     for (const json& d : shape) {
-      if (!d.is_number_unsigned()) throw Error(where + ": shape entries must be non-negative integers, found " + d.dump());
+      if (!d.is_number_unsigned()) throw Error(where + ": shape entries must be non-negative integers, found " + json_brief(d));
       uint64_t v = d.get<uint64_t>();
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || mul_overflows(numel, v, &numel))
         throw Error(where + ": shape " + shape.dump() + " overflows");
@@ -90,7 +101,7 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
     if (mul_overflows(numel, dtype_size(*dtype), &nbytes)) throw Error(where + ": shape " + shape.dump() + " overflows");
     const json& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      throw Error(where + ": data_offsets must be [begin, end]");
+      throw Error(where + ": data_offsets must be [begin, end] (two non-negative integers), found " + json_brief(off));
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end || end > data.size())
       throw Error(where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
@@ -99,14 +110,24 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
       throw Error(where + ": data_offsets span " + std::to_string(end - begin) + " bytes but dtype " +
                   std::string(dtype_name(*dtype)) + " x shape " + shape.dump() + " needs " + std::to_string(nbytes));
     t.data = data.subspan(begin, end - begin);
-    ranges.emplace_back(begin, end);
-    out.emplace(name, std::move(t));
+    auto placed = out.emplace(name, std::move(t)).first;
+    if (begin != end) ranges.push_back({begin, end, &placed->first});  // empty tensors overlap nothing
   }
   // Overlapping tensors are a sign of a crafted or corrupt file.
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second && ranges[i].first != ranges[i].second)
-      throw Error(src + ": tensors overlap in the data section at byte " + std::to_string(ranges[i].first));
+  // Sorted by begin, each range must start at or after the furthest end so far (comparing only
+  // neighbours misses a range nested in an earlier, longer one).
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  size_t furthest = 0;
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const Range& prev = ranges[furthest];
+    if (ranges[i].begin < prev.end)
+      throw Error(src + ": tensors '" + *prev.name + "' (bytes [" + std::to_string(prev.begin) + ", " +
+                  std::to_string(prev.end) + ")) and '" + *ranges[i].name + "' (bytes [" +
+                  std::to_string(ranges[i].begin) + ", " + std::to_string(ranges[i].end) +
+                  ")) overlap in the data section");
+    if (ranges[i].end > prev.end) furthest = i;
+  }
   return out;
 }
 
@@ -118,17 +139,26 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::filesystem::path& d
   if (std::filesystem::exists(index_path)) {
     json index = read_json_file(index_path);
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-      throw Error(index_path.string() + ": expected an object with a 'weight_map' object");
-    std::set<std::string> unique;
+      throw Error(index_path.string() + ": expected an object with a 'weight_map' object, found " + json_brief(index));
+    std::map<std::string, std::string> unique;  // shard -> one tensor it should hold (for messages)
     for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-      if (!it->is_string()) throw Error(index_path.string() + ": weight_map['" + it.key() + "'] must be a file name");
+      if (!it->is_string())
+        throw Error(index_path.string() + ": weight_map['" + it.key() + "'] must be a file name, found " + json_brief(*it));
       std::string f = it->get<std::string>();
       // Shards must sit in the folder itself: no paths, no escaping it.
-      if (f.empty() || f.find('/') != std::string::npos || f.find('\\') != std::string::npos || f == "." || f == "..")
-        throw Error(index_path.string() + ": weight_map['" + it.key() + "'] = '" + f + "' is not a plain file name");
-      unique.insert(f);
+      const bool control = std::any_of(f.begin(), f.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20; });
+      if (f.empty() || control || f.find('/') != std::string::npos || f.find('\\') != std::string::npos || f == "." ||
+          f == "..")
+        throw Error(index_path.string() + ": weight_map['" + it.key() + "'] = " + json_brief(*it) +
+                    " is not a plain file name in the checkpoint folder");
+      unique.emplace(f, it.key());
     }
-    files.assign(unique.begin(), unique.end());
+    for (const auto& [f, tensor] : unique) {
+      if (!std::filesystem::exists(dir / f))
+        throw Error(index_path.string() + ": shard '" + f + "' (listed for tensor '" + tensor + "') is missing: cannot open " +
+                    (dir / f).string());
+      files.push_back(f);
+    }
     std::map<std::string, TensorView> all;
     for (const auto& f : files) {
       auto mf = std::make_shared<MappedFile>(dir / f);
@@ -183,21 +213,33 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::vec
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& e : entries) {
+    if (e.name == "__metadata__" || header.contains(e.name))
+      throw Error(path.string() + ": tensor name '" + e.name + "' is reserved or written twice");
     uint64_t n = dtype_size(e.dtype);
-    for (int64_t d : e.shape) n *= static_cast<uint64_t>(d);
+    for (int64_t d : e.shape)
+      if (d < 0 || mul_overflows(n, static_cast<uint64_t>(d), &n))
+        throw Error(path.string() + ": tensor '" + e.name + "' has an invalid shape");
     header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   expected_ = offset;
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {
+    throw Error(path.string() + ": cannot write the header (tensor names and metadata must be UTF-8): " + e.what());
+  }
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');  // keep the data 8-byte aligned, as HF does
   file_ = std::fopen(path.c_str(), "wb");
   if (!file_) throw Error(path.string() + ": cannot create file");
   uint8_t len[8];
   uint64_t hl = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(hl >> (8 * i));
-  if (std::fwrite(len, 1, 8, file_) != 8 || std::fwrite(text.data(), 1, text.size(), file_) != text.size())
+  if (std::fwrite(len, 1, 8, file_) != 8 || std::fwrite(text.data(), 1, text.size(), file_) != text.size()) {
+    std::fclose(file_);  // the destructor does not run for a constructor that throws
+    file_ = nullptr;
     throw Error(path.string() + ": write failed");
+  }
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
@@ -205,12 +247,14 @@ SafetensorsWriter::~SafetensorsWriter() {
 }
 
 void SafetensorsWriter::write(const void* data, size_t nbytes) {
+  if (!file_) throw Error(path_.string() + ": write after finish()");
   if (written_ + nbytes > expected_) throw Error(path_.string() + ": more tensor data written than declared");
   if (nbytes && std::fwrite(data, 1, nbytes, file_) != nbytes) throw Error(path_.string() + ": write failed (disk full?)");
   written_ += nbytes;
 }
 
 void SafetensorsWriter::finish() {
+  if (!file_) throw Error(path_.string() + ": finish() called twice");
   if (written_ != expected_)
     throw Error(path_.string() + ": wrote " + std::to_string(written_) + " bytes of tensor data, declared " +
                 std::to_string(expected_));
