@@ -5,6 +5,7 @@
 #include <random>
 
 #include "generate/sampler.h"
+#include "generate/stop_strings.h"
 #include "model/phi3.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
@@ -244,6 +245,86 @@ TEST(LongRopeCrossing, TokensAfterTheCrossingEqualAFreshRun) {
     EXPECT_LT(diff, 1e-4) << "token " << k;
   }
   EXPECT_EQ(generated, std::vector<int32_t>((*c)["greedy_ids"].begin(), (*c)["greedy_ids"].begin() + 24));
+}
+
+}  // namespace
+}  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(Sampler, RepetitionPenaltyAndMinP) {
+  // Greedy with a penalty: a seen token with the best logit loses to an unseen one.
+  std::vector<float> l = {2.0f, 1.5f, -1.0f};
+  std::vector<int32_t> seen = {0};
+  Sampler greedy({false, 1.0, 0, 1.0, 0.0, 1.5}, 1);
+  EXPECT_EQ(greedy.next(l, seen), 1);       // 2 / 1.5 = 1.33 < 1.5
+  EXPECT_EQ(greedy.next(l, {}), 0);
+  std::vector<float> neg = {-1.0f, -1.2f};
+  std::vector<int32_t> seen0 = {0};
+  EXPECT_EQ(greedy.next(neg, seen0), 1);    // -1 * 1.5 = -1.5 < -1.2
+  // min_p = 0.5 keeps only tokens with at least half the best probability.
+  std::vector<float> m = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+  Sampler s({true, 1.0, 0, 1.0, 0.7, 1.0}, 9);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(s.next(m), 0);
+  Sampler s2({true, 1.0, 0, 1.0, 0.5, 1.0}, 9);
+  int ones = 0;
+  for (int i = 0; i < 2000; ++i) {
+    int32_t id = s2.next(m);
+    EXPECT_NE(id, 2);
+    ones += id == 1;
+  }
+  EXPECT_NEAR(ones / 2000.0, 0.375, 0.04);  // 0.3 / (0.5 + 0.3)
+  EXPECT_THROW(Sampler({true, 1.0, 0, 1.0, 1.5, 1.0}, 1), Error);
+  EXPECT_THROW(Sampler({false, 1.0, 0, 1.0, 0.0, 0.0}, 1), Error);
+}
+
+TEST(StopStrings, MatchedAcrossPiecesAndNeverReleased) {
+  generate::StopStringMatcher m({"<END>", "stop here"});
+  std::string out;
+  for (const char* piece : {"Hello wor", "ld <E", "N", "D> more"}) out += m.push(piece);
+  EXPECT_TRUE(m.matched());
+  EXPECT_EQ(out, "Hello world ");
+  EXPECT_EQ(m.text(), "Hello world ");
+  EXPECT_EQ(m.push("ignored"), "");
+
+  generate::StopStringMatcher partial({"abc"});
+  std::string o2 = partial.push("xxab");
+  EXPECT_EQ(o2, "xx");  // "ab" may start "abc": held back
+  o2 += partial.push("d");
+  o2 += partial.flush();
+  EXPECT_FALSE(partial.matched());
+  EXPECT_EQ(o2, "xxabd");
+
+  generate::StopStringMatcher none({});
+  EXPECT_EQ(none.push("abc"), "abc");
+}
+
+TEST_F(PipelineTest, StopStringSplitOverSeveralTokens) {
+  // Generate freely, then choose a stop string that spans several generated tokens.
+  GenerationConfig gc;
+  gc.max_new_tokens = 24;
+  gc.do_sample = true;
+  gc.seed = 4;
+  std::vector<int32_t> prompt = {1, 450, 4996, 17354, 1701};
+  auto free_run = pipe_->generate(prompt, gc);
+  ASSERT_GE(free_run.output_ids.size(), 10u);
+  const auto& tok = pipe_->tokenizer();
+  std::string before = tok.decode(std::vector<int32_t>(free_run.output_ids.begin(), free_run.output_ids.begin() + 5), true);
+  std::string upto = tok.decode(std::vector<int32_t>(free_run.output_ids.begin(), free_run.output_ids.begin() + 8), true);
+  ASSERT_GT(upto.size(), before.size() + 2);
+  std::string stop = upto.substr(before.size() > 0 ? before.size() - 1 : 0);  // spans tokens 5..7 and the one before
+  gc.stop_strings = {stop};
+  std::string streamed;
+  auto r = pipe_->generate(prompt, gc, [&](std::string_view t) {
+    streamed += t;
+    return true;
+  });
+  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_EQ(r.text.find(stop), std::string::npos);
+  EXPECT_EQ(streamed, r.text);
+  EXPECT_EQ(r.text, free_run.text.substr(0, free_run.text.find(stop)));
+  EXPECT_LE(r.output_ids.size(), 8u);
 }
 
 }  // namespace

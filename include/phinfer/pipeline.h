@@ -23,12 +23,17 @@ struct GenerationConfig {
   double temperature = 1.0;       // Hugging Face defaults
   int64_t top_k = 50;             // 0 disables
   double top_p = 1.0;             // 1 disables
+  double min_p = 0.0;             // 0 disables
+  double repetition_penalty = 1.0;  // 1 disables; applies to greedy decoding too
   uint64_t seed = 0;              // the same seed gives the same text
   bool return_full_text = false;  // result text includes the prompt text
   bool skip_prompt = true;        // the streamer does not receive the prompt text
   bool skip_special_tokens = true;
   // Extra stop ids; the checkpoint's eos ids (generation_config.json, config.json) and <|end|> always stop.
   std::vector<int32_t> extra_eos_token_ids;
+  // Stop when the generated text contains one of these (matched across token boundaries); the stop
+  // text itself is neither streamed nor returned.
+  std::vector<std::string> stop_strings;
 };
 
 struct GenerationStats {
@@ -43,7 +48,7 @@ struct GenerationResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> output_ids;  // generated ids, including the eos that stopped it
   std::string text;
-  std::string finish_reason;        // "eos", "length" or "stopped" (the streamer asked)
+  std::string finish_reason;        // "eos", "stop" (a stop string), "length", or "stopped" (the streamer asked)
   GenerationStats stats;
 };
 

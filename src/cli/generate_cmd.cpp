@@ -70,6 +70,11 @@ int run_generate(const GenerateArgs& a) {
 Command add_generate(CLI::App& root) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* app = root.add_subcommand("generate", "Generate text from a prompt, streamed to stdout");
+  app->footer(
+      "Sampling follows Hugging Face: the repetition penalty applies first (also when greedy); with --do-sample the\n"
+      "logits are divided by --temperature, cut to the --top-k best, then to the smallest set reaching --top-p,\n"
+      "then tokens below --min-p x p(best) are dropped, and one token is drawn with --seed.\n"
+      "Generation stops at the model's eos ids and <|end|>, at a --stop string, or after --max-new-tokens.");
   app->add_option("-m,--model", args->model, "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json)")
       ->required();
   app->add_option("-p,--prompt", args->prompt, "Prompt text");
@@ -82,6 +87,12 @@ Command add_generate(CLI::App& root) {
   app->add_option("--top-k", args->gen.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
   app->add_option("--top-p", args->gen.top_p, "Keep the smallest set of tokens with this total probability")
       ->capture_default_str();
+  app->add_option("--min-p", args->gen.min_p, "Drop tokens below this fraction of the best token's probability (0 = off)")
+      ->capture_default_str();
+  app->add_option("--repetition-penalty", args->gen.repetition_penalty,
+                  "Divide the logits of tokens already in the sequence by this (1 = off)")
+      ->capture_default_str();
+  app->add_option("--stop", args->gen.stop_strings, "Stop when the text contains this string (repeatable)");
   app->add_option("--seed", args->gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
   app->add_flag("--full-text", args->full_text, "Include the prompt in the returned text (return_full_text)");
   app->add_option("--threads", args->pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();

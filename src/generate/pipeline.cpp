@@ -4,10 +4,13 @@
 #include <chrono>
 
 #include "generate/sampler.h"
+#include "generate/stop_strings.h"
 #include "model/phi3.h"
 #include "phinfer/error.h"
 
 namespace phinfer {
+
+using generate::StopStringMatcher;
 
 struct Pipeline::Impl {
   std::filesystem::path dir;
@@ -95,15 +98,19 @@ GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const Gener
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
                 std::to_string(max_len) + " (max_position_embeddings)");
 
-  generate::Sampler sampler({gc.do_sample, gc.temperature, gc.top_k, gc.top_p}, gc.seed);
+  generate::Sampler sampler({gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.min_p, gc.repetition_penalty}, gc.seed);
   const std::vector<int32_t> stops = stop_ids(gc);
   GenerationResult r;
   r.prompt_ids.assign(prompt.begin(), prompt.end());
   r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
   r.finish_reason = "length";
+  if (!gc.stop_strings.empty() && !impl_->tokenizer) throw Error("stop strings need a tokenizer.json in the model folder");
+  for (const auto& s : gc.stop_strings)
+    if (s.empty()) throw Error("a stop string must not be empty");
 
-  std::optional<Tokenizer::StreamDecoder> stream;
-  if (impl_->tokenizer) stream.emplace(*impl_->tokenizer, gc.skip_special_tokens);
+  std::optional<Tokenizer::StreamDecoder> decoder;
+  if (impl_->tokenizer) decoder.emplace(*impl_->tokenizer, gc.skip_special_tokens);
+  StopStringMatcher matcher(gc.stop_strings);
   bool stopped = false;
   auto emit = [&](const std::string& text) {
     if (!stopped && streamer && !text.empty() && !streamer(text)) stopped = true;
@@ -113,32 +120,36 @@ GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const Gener
   const auto start = Clock::now();
   model::Sequence seq(*impl_->model, impl_->pool);
   auto last_token_time = start;
-  const std::vector<float>* logits = nullptr;
   for (int64_t step = 0; step < gc.max_new_tokens && !stopped; ++step) {
     if (static_cast<int64_t>(seq.tokens().size()) >= max_len) break;  // the context is full
-    logits = step == 0 ? &seq.append(prompt) : &seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
-    const int32_t id = sampler.next(*logits);
+    const std::vector<float>& logits =
+        step == 0 ? seq.append(prompt) : seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
+    const int32_t id = sampler.next(logits, seq.tokens());
     r.output_ids.push_back(id);
-    const double t = ms_since(start);
-    if (step == 0) r.stats.ttft_ms = t;
+    if (step == 0) r.stats.ttft_ms = ms_since(start);
     r.stats.per_token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - last_token_time).count());
     last_token_time = Clock::now();
-    const bool is_stop = std::binary_search(stops.begin(), stops.end(), id);
-    if (stream) emit(stream->push(id));
-    if (is_stop) {
+    if (decoder) {
+      emit(matcher.push(decoder->push(id)));
+      if (matcher.matched()) {
+        r.finish_reason = "stop";
+        break;
+      }
+    }
+    if (std::binary_search(stops.begin(), stops.end(), id)) {
       r.finish_reason = "eos";
       break;
     }
   }
   if (stopped) r.finish_reason = "stopped";
-  if (stream) emit(stream->flush());
+  if (decoder && !matcher.matched()) emit(matcher.push(decoder->flush()) + matcher.flush());
   r.stats.generated_tokens = static_cast<int64_t>(r.output_ids.size());
   if (r.output_ids.size() > 1) {
     double decode_ms = std::chrono::duration<double, std::milli>(last_token_time - start).count() - r.stats.ttft_ms;
     r.stats.decode_tokens_per_s = decode_ms > 0 ? static_cast<double>(r.output_ids.size() - 1) * 1000.0 / decode_ms : 0;
   }
   if (impl_->tokenizer) {
-    r.text = impl_->tokenizer->decode(r.output_ids, gc.skip_special_tokens);
+    r.text = matcher.matched() ? matcher.text() : impl_->tokenizer->decode(r.output_ids, gc.skip_special_tokens);
     if (gc.return_full_text) r.text = impl_->tokenizer->decode(r.prompt_ids, gc.skip_special_tokens) + r.text;
   }
   return r;

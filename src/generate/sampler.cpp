@@ -14,7 +14,11 @@ Sampler::Sampler(SamplingParams params, uint64_t seed) : params_(params), rng_(s
     if (!(params_.top_p > 0 && params_.top_p <= 1))
       throw Error("top_p must be in (0, 1], found " + std::to_string(params_.top_p));
     if (params_.top_k < 0) throw Error("top_k must be >= 0, found " + std::to_string(params_.top_k));
+    if (!(params_.min_p >= 0 && params_.min_p <= 1))
+      throw Error("min_p must be in [0, 1], found " + std::to_string(params_.min_p));
   }
+  if (!(params_.repetition_penalty > 0) || !std::isfinite(params_.repetition_penalty))
+    throw Error("repetition_penalty must be a positive number, found " + std::to_string(params_.repetition_penalty));
 }
 
 int32_t Sampler::argmax(std::span<const float> logits) {
@@ -23,7 +27,20 @@ int32_t Sampler::argmax(std::span<const float> logits) {
 
 double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::next(std::span<const float> logits) {
+int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history) {
+  if (params_.repetition_penalty != 1.0 && !history.empty()) {
+    // HF RepetitionPenaltyLogitsProcessor: each distinct seen token once; negative logits are multiplied.
+    penalized_.assign(logits.begin(), logits.end());
+    const float p = static_cast<float>(params_.repetition_penalty);
+    std::vector<bool> seen(penalized_.size(), false);
+    for (int32_t id : history) {
+      if (id < 0 || static_cast<size_t>(id) >= penalized_.size() || seen[static_cast<size_t>(id)]) continue;
+      seen[static_cast<size_t>(id)] = true;
+      float& l = penalized_[static_cast<size_t>(id)];
+      l = l < 0 ? l * p : l / p;
+    }
+    logits = penalized_;
+  }
   if (!params_.do_sample) return argmax(logits);
   // Temperature, then keep the top_k, then the smallest prefix whose probability reaches top_p.
   candidates_.clear();
@@ -55,6 +72,16 @@ int32_t Sampler::next(std::span<const float> logits) {
         break;
       }
     }
+    probs.resize(cut);
+    double s = 0;
+    for (double p : probs) s += p;
+    for (auto& p : probs) p /= s;
+  }
+  if (params_.min_p > 0) {
+    // HF MinPLogitsWarper (after top_p): drop tokens below min_p times the best probability.
+    const double threshold = params_.min_p * probs.front();
+    size_t cut = 1;
+    while (cut < probs.size() && probs[cut] >= threshold) ++cut;
     probs.resize(cut);
     double s = 0;
     for (double p : probs) s += p;

@@ -1,5 +1,6 @@
 #pragma once
-// Next-token choice with Hugging Face semantics: greedy, or temperature -> top_k -> top_p -> sample.
+// Next-token choice with Hugging Face semantics and order: repetition penalty (also when greedy),
+// then greedy, or temperature -> top_k -> top_p -> min_p -> sample.
 #include <cstdint>
 #include <random>
 #include <span>
@@ -12,12 +13,15 @@ struct SamplingParams {
   double temperature = 1.0;
   int64_t top_k = 0;
   double top_p = 1.0;
+  double min_p = 0.0;               // keep tokens with p >= min_p * p(best); 0 disables
+  double repetition_penalty = 1.0;  // > 1 discourages tokens already in the sequence; 1 disables
 };
 
 class Sampler {
  public:
   Sampler(SamplingParams params, uint64_t seed);
-  int32_t next(std::span<const float> logits);
+  // history: the ids so far (prompt and generated), for the repetition penalty.
+  int32_t next(std::span<const float> logits, std::span<const int32_t> history = {});
 
   static int32_t argmax(std::span<const float> logits);  // lowest id on ties
 
@@ -27,6 +31,7 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<float> penalized_;
 };
 
 }  // namespace phinfer::generate
