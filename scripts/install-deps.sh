@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages phinfer needs to build and test. Idempotent: does nothing when all are present.
 set -euo pipefail
-packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libgtest-dev tmux)
+packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

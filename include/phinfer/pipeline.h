@@ -38,6 +38,7 @@ struct GenerationConfig {
 
 struct GenerationStats {
   int64_t prompt_tokens = 0;
+  int64_t reused_prompt_tokens = 0;  // prompt tokens whose KV cache was kept from an earlier call
   int64_t generated_tokens = 0;
   double ttft_ms = 0;              // prompt processing + first token
   double decode_tokens_per_s = 0;  // tokens after the first / their time
@@ -54,6 +55,21 @@ struct GenerationResult {
 
 // Receives text as soon as it is final (never a broken UTF-8 sequence); return false to stop.
 using Streamer = std::function<bool(std::string_view text)>;
+
+// The KV cache of one token stream, kept between generate calls so a conversation's next turn only
+// processes its new tokens. Opaque; one per conversation; not shared between threads.
+class KVState {
+ public:
+  KVState();
+  ~KVState();
+  KVState(KVState&&) noexcept;
+  KVState& operator=(KVState&&) noexcept;
+  const std::vector<int32_t>& tokens() const;  // the tokens whose keys/values are cached
+  void clear();
+
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
 
 struct PipelineOptions {
   int threads = 0;                      // 0: one per physical core
@@ -80,6 +96,10 @@ class Pipeline {
   GenerationResult generate(std::span<const int32_t> prompt_ids, const GenerationConfig& config,
                             const Streamer& streamer = {}) const;
   GenerationResult generate(std::string_view prompt, const GenerationConfig& config,
+                            const Streamer& streamer = {}) const;
+  // Continues from `state`: the cached tokens that prefix `prompt_ids` are reused, the rest computed.
+  // Afterwards the state holds prompt + generated tokens. Same result as a fresh generate.
+  GenerationResult generate(KVState& state, std::span<const int32_t> prompt_ids, const GenerationConfig& config,
                             const Streamer& streamer = {}) const;
 
   // Logits [positions.size(), vocab] of one forward pass over ids (positions index into ids).

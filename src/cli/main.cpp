@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("phinfer 0.1.0"));
   using namespace phinfer::cli;
-  std::vector<Command> commands = {add_generate(app), add_tokenize(app), add_detokenize(app), add_logits(app),
+  std::vector<Command> commands = {add_generate(app), add_chat(app), add_tokenize(app), add_detokenize(app), add_logits(app),
                                    add_make_synthetic(app)};
   try {
     app.parse(argc, argv);

@@ -88,7 +88,29 @@ GenerationResult Pipeline::generate(std::string_view prompt, const GenerationCon
   return r;
 }
 
+struct KVState::Impl {
+  std::optional<model::Sequence> seq;
+  const Pipeline::Impl* owner = nullptr;
+};
+KVState::KVState() : impl(std::make_unique<Impl>()) {}
+KVState::~KVState() = default;
+KVState::KVState(KVState&&) noexcept = default;
+KVState& KVState::operator=(KVState&&) noexcept = default;
+const std::vector<int32_t>& KVState::tokens() const {
+  static const std::vector<int32_t> none;
+  return impl->seq ? impl->seq->tokens() : none;
+}
+void KVState::clear() {
+  if (impl->seq) impl->seq->reset();
+}
+
 GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const GenerationConfig& gc, const Streamer& streamer) const {
+  KVState state;
+  return generate(state, prompt, gc, streamer);
+}
+
+GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> prompt, const GenerationConfig& gc,
+                                    const Streamer& streamer) const {
   using Clock = std::chrono::steady_clock;
   auto ms_since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
   if (prompt.empty()) throw Error("the prompt is empty: give at least one token");
@@ -118,12 +140,22 @@ GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const Gener
   if (streamer && !gc.skip_prompt && impl_->tokenizer) emit(impl_->tokenizer->decode(r.prompt_ids, gc.skip_special_tokens));
 
   const auto start = Clock::now();
-  model::Sequence seq(*impl_->model, impl_->pool);
+  if (!state.impl->seq || state.impl->owner != impl_.get()) {
+    state.impl->seq.emplace(*impl_->model, impl_->pool);
+    state.impl->owner = impl_.get();
+  }
+  model::Sequence& seq = *state.impl->seq;
+  // Keep the cached prefix the new prompt shares; at least the last prompt token is recomputed for its logits.
+  const auto& cached = seq.tokens();
+  size_t keep = 0;
+  while (keep < cached.size() && keep + 1 < prompt.size() && cached[keep] == prompt[keep]) ++keep;
+  seq.truncate(keep);
+  r.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
   auto last_token_time = start;
   for (int64_t step = 0; step < gc.max_new_tokens && !stopped; ++step) {
     if (static_cast<int64_t>(seq.tokens().size()) >= max_len) break;  // the context is full
     const std::vector<float>& logits =
-        step == 0 ? seq.append(prompt) : seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
+        step == 0 ? seq.append(prompt.subspan(keep)) : seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
     const int32_t id = sampler.next(logits, seq.tokens());
     r.output_ids.push_back(id);
     if (step == 0) r.stats.ttft_ms = ms_since(start);

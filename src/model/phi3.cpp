@@ -257,6 +257,14 @@ void Sequence::reset() {
   last_logits_.clear();
 }
 
+void Sequence::truncate(size_t n) {
+  if (n >= tokens_.size()) return;
+  if (n == 0) return reset();
+  tokens_.resize(n);
+  cache_.length = static_cast<int64_t>(n);
+  last_logits_.clear();
+}
+
 std::vector<float> Sequence::append_with_logits(std::span<const int32_t> tokens, std::span<const int64_t> rows) {
   const int64_t vocab = model_->config().vocab_size;
   if (tokens.empty()) throw Error("internal: append of no tokens");

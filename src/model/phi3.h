@@ -94,6 +94,8 @@ class Sequence {
   const std::vector<int32_t>& tokens() const { return tokens_; }
   int64_t recomputations() const { return recomputations_; }  // LongRoPE crossings handled
   void reset();
+  // Forgets everything after the first n tokens (their cached keys/values are overwritten later).
+  void truncate(size_t n);
 
  private:
   const Phi3Model* model_;
