@@ -94,6 +94,15 @@ constexpr int64_t kMaxDim = int64_t{1} << 20;    // far above any Phi model, far
 constexpr int64_t kMaxVocab = int64_t{1} << 24;
 constexpr int64_t kMaxPositions = int64_t{1} << 24;
 
+// As transformers (Phi3SuScaledRotaryEmbedding, and _compute_longrope_parameters for configs with
+// original_max_position_embeddings, which Phi3Config always has): factor = max / original (a
+// rope_scaling "factor" does not enter), attention factor sqrt(1 + ln(factor) / ln(original)).
+double default_attention_factor(int64_t max_positions, int64_t original_max_positions) {
+  const double factor = static_cast<double>(max_positions) / static_cast<double>(original_max_positions);
+  if (factor <= 1.0) return 1.0;
+  return std::sqrt(1.0 + std::log(factor) / std::log(static_cast<double>(original_max_positions)));
+}
+
 }  // namespace
 
 int64_t ModelConfig::rotary_dim() const {
@@ -160,20 +169,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
                   std::to_string(ls.long_factor.size()));
     if (s.has("original_max_position_embeddings"))
       c.original_max_position_embeddings = s.integer("original_max_position_embeddings", 1, kMaxPositions);
-    // As transformers (Phi3SuScaledRotaryEmbedding, and _compute_longrope_parameters for configs with
-    // original_max_position_embeddings, which Phi3Config always has): factor = max / original, so a
-    // rope_scaling "factor" is checked but does not change the result; attention factor
-    // sqrt(1 + ln(factor)/ln(original)).
-    if (s.has("factor")) (void)s.number("factor", 0.0, 1e6);
-    if (s.has("attention_factor")) {
-      ls.attention_factor = s.number("attention_factor", 0.0, 100.0);
-    } else {
-      double factor = static_cast<double>(c.max_position_embeddings) /
-                      static_cast<double>(c.original_max_position_embeddings);
-      ls.attention_factor =
-          factor <= 1.0 ? 1.0
-                        : std::sqrt(1.0 + std::log(factor) / std::log(static_cast<double>(c.original_max_position_embeddings)));
-    }
+    if (s.has("factor")) (void)s.number("factor", 0.0, 1e6);  // checked, but not used (see above)
+    ls.attention_factor = s.has("attention_factor")
+                              ? s.number("attention_factor", 0.0, 100.0)
+                              : default_attention_factor(c.max_position_embeddings, c.original_max_position_embeddings);
     c.rope_scaling = std::move(ls);
   }
   return c;
@@ -205,12 +204,15 @@ json ModelConfig::to_json() const {
       {"torch_dtype", torch_dtype},
   };
   if (partial_rotary_factor != 1.0) j["partial_rotary_factor"] = partial_rotary_factor;
+  if (head_dim != hidden_size / num_attention_heads || hidden_size % num_attention_heads != 0) j["head_dim"] = head_dim;
   if (eos_token_ids.size() == 1) j["eos_token_id"] = eos_token_ids[0];
   else j["eos_token_id"] = eos_token_ids;
   if (rope_scaling) {
     j["rope_scaling"] = {{"type", "longrope"},
                          {"short_factor", rope_scaling->short_factor},
                          {"long_factor", rope_scaling->long_factor}};
+    if (rope_scaling->attention_factor != default_attention_factor(max_position_embeddings, original_max_position_embeddings))
+      j["rope_scaling"]["attention_factor"] = rope_scaling->attention_factor;
   } else {
     j["rope_scaling"] = nullptr;
   }
