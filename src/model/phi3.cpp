@@ -110,17 +110,71 @@ RopeTable Phi3Model::table_for_length(int64_t total_length) const {
 
 Phi3Model::KVCache Phi3Model::new_cache() const {
   KVCache cache;
-  cache.k.resize(static_cast<size_t>(config_.num_hidden_layers));
-  cache.v.resize(static_cast<size_t>(config_.num_hidden_layers));
+  cache.f16 = kv_f16_;
+  const auto layers = static_cast<size_t>(config_.num_hidden_layers);
+  if (cache.f16) {
+    cache.k16.resize(layers);
+    cache.v16.resize(layers);
+  } else {
+    cache.k.resize(layers);
+    cache.v.resize(layers);
+  }
   return cache;
 }
 
-static void ensure_capacity(Phi3Model::KVCache& cache, int64_t needed, int64_t kv_dim) {
-  if (needed <= cache.capacity) return;
-  int64_t cap = std::max<int64_t>(needed, std::max<int64_t>(256, cache.capacity * 2));
-  for (auto* store : {&cache.k, &cache.v})
-    for (auto& layer : *store) layer.resize(static_cast<size_t>(cap * kv_dim));
-  cache.capacity = cap;
+void Phi3Model::KVCache::reserve(int64_t needed, int64_t kv_dim) {
+  if (needed <= capacity) return;
+  const int64_t cap = std::max<int64_t>(needed, std::max<int64_t>(256, capacity * 2));
+  const auto n = static_cast<size_t>(cap * kv_dim);
+  for (auto* store : {&k, &v})
+    for (auto& layer : *store) layer.resize(n);
+  for (auto* store : {&k16, &v16})
+    for (auto& layer : *store) layer.resize(n);
+  capacity = cap;
+}
+
+void Phi3Model::KVCache::store(int layer, int64_t pos, const float* key, const float* value, int64_t kv_dim) {
+  const auto l = static_cast<size_t>(layer);
+  if (f16) {
+    for (int64_t i = 0; i < kv_dim; ++i) {
+      k16[l][static_cast<size_t>(pos * kv_dim + i)] = f32_to_f16(key[i]);
+      v16[l][static_cast<size_t>(pos * kv_dim + i)] = f32_to_f16(value[i]);
+    }
+  } else {
+    std::copy_n(key, kv_dim, k[l].data() + pos * kv_dim);
+    std::copy_n(value, kv_dim, v[l].data() + pos * kv_dim);
+  }
+}
+
+// fp32 caches are read in place; fp16 rows are converted into scratch.
+static const float* cached_rows(const float* f32, const uint16_t* f16, int64_t pos, int64_t count, int64_t kv_dim,
+                                std::vector<float>& scratch) {
+  if (f32) return f32 + pos * kv_dim;
+  scratch.resize(static_cast<size_t>(count * kv_dim));
+  kernels::WeightMatrix m{kernels::WeightFormat::F16, 1, count * kv_dim, reinterpret_cast<const std::byte*>(f16 + pos * kv_dim)};
+  m.row_to_f32(0, scratch.data());
+  return scratch.data();
+}
+
+const float* Phi3Model::KVCache::keys(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const {
+  const auto l = static_cast<size_t>(layer);
+  return f16 ? cached_rows(nullptr, k16[l].data(), pos, count, kv_dim, scratch)
+             : cached_rows(k[l].data(), nullptr, pos, count, kv_dim, scratch);
+}
+
+const float* Phi3Model::KVCache::values(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const {
+  const auto l = static_cast<size_t>(layer);
+  return f16 ? cached_rows(nullptr, v16[l].data(), pos, count, kv_dim, scratch)
+             : cached_rows(v[l].data(), nullptr, pos, count, kv_dim, scratch);
+}
+
+size_t Phi3Model::KVCache::bytes() const {
+  size_t total = 0;
+  for (const auto* store : {&k, &v})
+    for (const auto& layer : *store) total += layer.size() * sizeof(float);
+  for (const auto* store : {&k16, &v16})
+    for (const auto& layer : *store) total += layer.size() * sizeof(uint16_t);
+  return total;
 }
 
 void Phi3Model::apply_rope(float* qk, int64_t n, int64_t pos0, int64_t stride, int64_t n_heads, RopeTable table) const {
@@ -149,41 +203,70 @@ void Phi3Model::apply_rope(float* qk, int64_t n, int64_t pos0, int64_t stride, i
   }
 }
 
+// Blocked attention with an online softmax (as in FlashAttention): each job takes one kv head and a
+// block of query positions (all query heads of its group), streams the visible keys/values in blocks,
+// and keeps only a running max, sum and output per query row, so memory never grows with n^2.
 void Phi3Model::attention(const float* q, const KVCache& cache, int layer, int64_t n, int64_t pos0, float* out,
                           kernels::ThreadPool& pool) const {
+  constexpr int64_t kQueryBlock = 16, kKeyBlock = 64;
   const ModelConfig& c = config_;
-  const int64_t hd = c.head_dim, n_heads = c.num_attention_heads, kv_dim = c.kv_dim();
+  const int64_t hd = c.head_dim, kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const int64_t group = c.num_attention_heads / c.num_key_value_heads;
-  const int64_t q_stride = c.q_dim() + 2 * kv_dim;
+  const int64_t q_stride = q_dim + 2 * kv_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  const float* K = cache.k[static_cast<size_t>(layer)].data();
-  const float* V = cache.v[static_cast<size_t>(layer)].data();
-  pool.parallel_for(n * n_heads, [&](int64_t b, int64_t e) {
-    std::vector<float> scores;
+  const int64_t n_qblocks = (n + kQueryBlock - 1) / kQueryBlock;
+  // Query at position i sees key j iff 0 <= i - j < window.
+  auto first_visible = [&](int64_t pos) { return window_ ? std::max<int64_t>(0, pos - *window_ + 1) : int64_t{0}; };
+
+  pool.parallel_for(c.num_key_value_heads * n_qblocks, [&](int64_t b, int64_t e) {
+    std::vector<float> kbuf, vbuf, scores(static_cast<size_t>(kKeyBlock));
+    std::vector<float> row_max, row_sum, acc;
     for (int64_t job = b; job < e; ++job) {
-      const int64_t t = job / n_heads, h = job % n_heads, kvh = h / group;
-      const int64_t pos = pos0 + t;
-      // Query at position i sees key j iff 0 <= i - j < window.
-      const int64_t first = window_ ? std::max<int64_t>(0, pos - *window_ + 1) : 0;
-      const int64_t count = pos - first + 1;
-      scores.resize(static_cast<size_t>(count));
-      const float* qh = q + t * q_stride + h * hd;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < count; ++j) {
-        float s = kernels::dot(qh, K + (first + j) * kv_dim + kvh * hd, hd) * scale;
-        scores[static_cast<size_t>(j)] = s;
-        mx = std::max(mx, s);
+      const int64_t kvh = job / n_qblocks, t0 = (job % n_qblocks) * kQueryBlock;
+      const int64_t nt = std::min(kQueryBlock, n - t0);
+      const int64_t rows = nt * group;  // row r: token t0 + r / group, head kvh * group + r % group
+      row_max.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
+      row_sum.assign(static_cast<size_t>(rows), 0.0f);
+      acc.assign(static_cast<size_t>(rows * hd), 0.0f);
+      const int64_t key_begin = first_visible(pos0 + t0), key_end = pos0 + t0 + nt;
+      for (int64_t k0 = key_begin; k0 < key_end; k0 += kKeyBlock) {
+        const int64_t nk = std::min(kKeyBlock, key_end - k0);
+        const float* K = cache.keys(layer, k0, nk, kv_dim, kbuf);
+        const float* V = cache.values(layer, k0, nk, kv_dim, vbuf);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t t = t0 + r / group, h = kvh * group + r % group, pos = pos0 + t;
+          const int64_t j0 = std::max(k0, first_visible(pos)), j1 = std::min(k0 + nk, pos + 1);
+          if (j0 >= j1) continue;
+          const float* qr = q + t * q_stride + h * hd;
+          float block_max = -std::numeric_limits<float>::infinity();
+          for (int64_t j = j0; j < j1; ++j) {
+            const float s = kernels::dot(qr, K + (j - k0) * kv_dim + kvh * hd, hd) * scale;
+            scores[static_cast<size_t>(j - j0)] = s;
+            block_max = std::max(block_max, s);
+          }
+          float& m = row_max[static_cast<size_t>(r)];
+          float* a = acc.data() + r * hd;
+          const float new_max = std::max(m, block_max);
+          const float correction = std::exp(m - new_max);  // 0 on the first block (m = -inf)
+          float& sum = row_sum[static_cast<size_t>(r)];
+          sum *= correction;
+          if (correction != 1.0f)
+            for (int64_t d = 0; d < hd; ++d) a[d] *= correction;
+          for (int64_t j = j0; j < j1; ++j) {
+            const float p = std::exp(scores[static_cast<size_t>(j - j0)] - new_max);
+            sum += p;
+            kernels::axpy(p, V + (j - k0) * kv_dim + kvh * hd, a, hd);
+          }
+          m = new_max;
+        }
       }
-      float sum = 0;
-      for (auto& s : scores) {
-        s = std::exp(s - mx);
-        sum += s;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t t = t0 + r / group, h = kvh * group + r % group;
+        const float inv = 1.0f / row_sum[static_cast<size_t>(r)];
+        float* o = out + t * q_dim + h * hd;
+        const float* a = acc.data() + r * hd;
+        for (int64_t d = 0; d < hd; ++d) o[d] = a[d] * inv;
       }
-      float* o = out + t * c.q_dim() + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < count; ++j)
-        kernels::axpy(scores[static_cast<size_t>(j)] * inv, V + (first + j) * kv_dim + kvh * hd, o, hd);
     }
   });
 }
@@ -203,7 +286,7 @@ void Phi3Model::forward(std::span<const int32_t> tokens, KVCache& cache, RopeTab
       throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   for (int64_t r : logit_rows)
     if (r < 0 || r >= n) throw Error("internal: logit row out of range");
-  ensure_capacity(cache, pos0 + n, kv_dim);
+  cache.reserve(pos0 + n, kv_dim);
   cache.table = table;
 
   std::vector<float> x(static_cast<size_t>(n * H)), xn(static_cast<size_t>(n * H));
@@ -217,11 +300,9 @@ void Phi3Model::forward(std::span<const int32_t> tokens, KVCache& cache, RopeTab
     kernels::matmul(L.qkv_proj, xn.data(), n, qkv.data(), qkv_dim, pool);
     apply_rope(qkv.data(), n, pos0, qkv_dim, c.num_attention_heads, table);            // q
     apply_rope(qkv.data() + q_dim, n, pos0, qkv_dim, c.num_key_value_heads, table);    // k
-    float* K = cache.k[static_cast<size_t>(l)].data();
-    float* V = cache.v[static_cast<size_t>(l)].data();
     for (int64_t t = 0; t < n; ++t) {
-      std::copy_n(qkv.data() + t * qkv_dim + q_dim, kv_dim, K + (pos0 + t) * kv_dim);
-      std::copy_n(qkv.data() + t * qkv_dim + q_dim + kv_dim, kv_dim, V + (pos0 + t) * kv_dim);
+      const float* row = qkv.data() + t * qkv_dim;
+      cache.store(static_cast<int>(l), pos0 + t, row + q_dim, row + q_dim + kv_dim, kv_dim);
     }
     attention(qkv.data(), cache, static_cast<int>(l), n, pos0, att.data(), pool);
     kernels::matmul(L.o_proj, att.data(), n, tmp.data(), H, pool);

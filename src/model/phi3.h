@@ -45,17 +45,30 @@ class Phi3Model {
  public:
   // Loads and validates config.json and every tensor of an HF checkpoint folder (memory-mapped).
   static std::unique_ptr<Phi3Model> load(const std::filesystem::path& dir, SlidingWindow window = {});
+  // fp16 halves the KV cache's memory; fp32 (the default) keeps results exact.
+  void set_kv_cache_f16(bool f16) { kv_f16_ = f16; }
 
   const ModelConfig& config() const { return config_; }
   std::optional<int64_t> sliding_window() const { return window_; }
   // The table HF uses for a forward call whose highest position is total_length - 1.
   RopeTable table_for_length(int64_t total_length) const;
 
+  // Keys and values of every processed position, per layer [capacity, kv_dim], in fp32 or fp16.
   struct KVCache {
-    std::vector<std::vector<float>> k, v;  // per layer [capacity, kv_dim]
+    bool f16 = false;
+    std::vector<std::vector<float>> k, v;
+    std::vector<std::vector<uint16_t>> k16, v16;
     int64_t length = 0;
     int64_t capacity = 0;
     RopeTable table = RopeTable::Short;
+
+    void reserve(int64_t positions, int64_t kv_dim);
+    void store(int layer, int64_t pos, const float* key, const float* value, int64_t kv_dim);
+    // Positions [pos, pos + count) of one layer as fp32 rows of kv_dim (a pointer into the cache
+    // for fp32, else converted into `scratch`).
+    const float* keys(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const;
+    const float* values(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const;
+    size_t bytes() const;
   };
   KVCache new_cache() const;
 
@@ -75,6 +88,7 @@ class Phi3Model {
   std::optional<int64_t> window_;
   std::vector<double> inv_freq_short_, inv_freq_long_;
   double attention_factor_ = 1.0;
+  bool kv_f16_ = false;
   format::SafetensorsCheckpoint checkpoint_;
   ModelWeights weights_;
 };
