@@ -1,0 +1,101 @@
+#pragma once
+// Random-weight Phi-3 checkpoints in exactly the Hugging Face layout (config.json,
+// generation_config.json, model.safetensors or model-0000K-of-0000N.safetensors +
+// model.safetensors.index.json, and the tokenizer files), for demos, tests and benchmarks without
+// downloading a model. Weights are streamed to disk in small chunks, so even the 3.8B-parameter
+// "mini" preset is written with a few MB of memory.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "format/dtype.h"
+#include "phinfer/config.h"
+
+namespace phinfer::synthetic {
+
+struct Options {
+  std::string preset = "tiny";       // "tiny" or "mini" (see preset_config)
+  std::filesystem::path out;         // created if missing
+  uint64_t seed = 0;
+  DType dtype = DType::BF16;         // F32, F16 or BF16
+  // Largest shard in bytes of tensor data, as transformers' max_shard_size; 0 = the preset's
+  // default (mini: 5 GB like the real checkpoint; tiny: unlimited, one model.safetensors).
+  uint64_t max_shard_bytes = 0;
+  int threads = 0;                   // for generating the numbers; <= 0: physical cores
+  std::function<void(double)> progress;  // fraction of tensor bytes written, 0..1 (main thread)
+};
+
+// The model shape of a preset; throws phinfer::Error for an unknown name.
+//   mini: microsoft/Phi-3-mini-4k-instruct (3072 hidden, 8192 intermediate, 32 layers, 32 heads,
+//         32 kv heads, vocab 32064; 3,821,079,552 parameters).
+//   tiny: same vocabulary and token ids, hidden 256, intermediate 512, 4 layers, 8 heads / 4 kv
+//         heads (GQA); about 19M parameters.
+ModelConfig preset_config(const std::string& preset);
+std::vector<std::string> preset_names();
+
+// "f32"/"float32", "f16"/"float16", "bf16"/"bfloat16" -> DType; throws phinfer::Error otherwise.
+DType parse_dtype(const std::string& text);
+std::string torch_dtype_name(DType dtype);  // "bfloat16", "float16", "float32"
+
+// One tensor of the checkpoint and how its values are drawn.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  float std = 0.0f;  // normal(0, std); 0 = all ones (RMSNorm weights)
+  int64_t numel() const;
+};
+
+// Every tensor, in the order transformers' state_dict lists them (which decides the sharding).
+// Standard deviations: 0.02, except qkv_proj sqrt(0.6 / hidden) (attention is not uniform) and
+// lm_head 5 / sqrt(hidden) (logits of std ~5: a peaked next-token distribution like a trained
+// model's); for tiny that is 0.048 and 0.31.
+std::vector<TensorSpec> tensor_specs(const ModelConfig& config);
+uint64_t parameter_count(const ModelConfig& config);
+
+// How the tensors are split into files, as transformers does it: in state_dict order, a new shard
+// starts when the next tensor would push the current one past max_shard_bytes. One shard is named
+// model.safetensors (no index); several are model-00001-of-0000N.safetensors, ...
+struct ShardPlan {
+  struct Shard {
+    std::string file;
+    std::vector<size_t> tensors;  // indices into the spec list, sorted by tensor name (file order)
+    uint64_t bytes = 0;           // tensor data bytes
+  };
+  std::vector<Shard> shards;
+  uint64_t total_bytes = 0;
+};
+ShardPlan plan_shards(const std::vector<TensorSpec>& specs, DType dtype, uint64_t max_shard_bytes);
+
+// The values of one tensor, elements [first, first + count), as float: a pure function of
+// (seed, name, index), so they do not depend on the order or chunking in which they are written.
+void generate_values(const TensorSpec& spec, uint64_t seed, uint64_t first, size_t count, float* out);
+
+// Writes the whole checkpoint folder. Files of an earlier checkpoint in `out`
+// (model.safetensors, model-*-of-*.safetensors, model.safetensors.index.json) are removed first so
+// that the folder never mixes two models.
+void write_checkpoint(const Options& options);
+
+// --- tokenizer files (synthetic/tokenizer_files.cpp) ---
+
+// tokenizer.json, tokenizer_config.json, special_tokens_map.json, added_tokens.json in the Phi-3
+// format (Llama SentencePiece BPE with byte fallback; <s> = 1, <|endoftext|> = 32000,
+// <|assistant|> = 32001, <|end|> = 32007, <|user|> = 32010, ...). The pieces are learned by BPE
+// over a built-in English text; independent of the weights' seed.
+void write_tokenizer_files(const std::filesystem::path& dir);
+
+struct BpeVocabulary {
+  std::vector<std::string> pieces;  // id -> piece, ids 0..31999 (the Phi-3 base vocabulary size)
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
+  size_t learned = 0;  // pieces reached by merges or single characters (the rest is filler)
+};
+// Trains num_merges merges (fewer if the text runs out) over `text`, SentencePiece style: spaces
+// become "▁" and start a piece; letters, digits and punctuation are never merged with each other.
+// Ids: <unk>, <s>, </s>, <0x00>..<0xFF>, learned merges, single characters (all printable ASCII
+// and the text's other characters), then unreachable filler pieces (pairs of learned words, so
+// a random model's output still decodes to words) up to `vocab_size` entries.
+BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_size = 32000);
+std::string_view builtin_corpus();
+
+}  // namespace phinfer::synthetic
