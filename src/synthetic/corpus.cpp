@@ -131,6 +131,58 @@ user: Translate "good morning" into French.
 assistant: "Good morning" in French is "bonjour".
 user: What is 12 plus 30?
 assistant: 12 plus 30 is 42.
+A quick brown fox jumped over the lazy dog, and the dog did not even open its eyes. The fox
+looked back, surprised, and then disappeared into the forest. Later that night the farmer
+counted his chickens and found that every one of them was safe.
+
+The human body is a remarkable machine. The heart beats about seventy times a minute and pumps
+blood through the arteries and veins. The lungs bring oxygen into the blood, the stomach and the
+intestines digest food, and the brain controls everything, from breathing to remembering a
+friend's face. Bones give the body its shape, muscles move it, and the skin protects it from
+heat, cold and infection. Sleep, exercise and a balanced diet keep all these systems healthy.
+
+Our family is not large. My father is a teacher and my mother is an engineer. My older sister
+studies medicine at the university, and my younger brother is still in primary school. We have
+two grandmothers, one grandfather, four uncles, three aunts and eleven cousins, so our birthday
+parties are always crowded, loud and wonderful.
+
+The months of the year are January, February, March, April, May, June, July, August, September,
+October, November and December. The days of the week are Monday, Tuesday, Wednesday, Thursday,
+Friday, Saturday and Sunday. The colors of the rainbow are red, orange, yellow, green, blue,
+indigo and violet. The planets of the solar system are Mercury, Venus, Earth, Mars, Jupiter,
+Saturn, Uranus and Neptune.
+
+Computers store everything as numbers. A number is written in binary with only two digits, zero
+and one, and each digit is called a bit. Eight bits make a byte, which can hold a value between
+0 and 255. Text is stored by giving every character a code: the letter A is 65, the letter a is
+97, and a space is 32. Modern systems use a standard called Unicode, which covers almost every
+writing system in the world, and an encoding called UTF-8, which uses one to four bytes for
+each character. Images, sounds and videos are also just long lists of numbers, interpreted in
+different ways by different programs.
+
+She opened the letter slowly, because she already knew what it would say. The company had
+accepted her application, and she would start working in the new office in September. She read
+the letter twice, then a third time, and then she called her parents. Her mother cried, her
+father asked about the salary, and her little brother wanted to know whether the office had a
+swimming pool. It did not, but it had a very good restaurant on the top floor, with a view of
+the whole city.
+
+The function reads the input file line by line, splits each line into fields, and converts the
+numbers. If a field is missing or cannot be parsed, it reports an error that names the file,
+the line and the field, and stops. Otherwise it returns a list of records, sorted by date. The
+caller can then filter the records, compute totals, or write them to a new file in a different
+format. Keeping each step small and separate makes the code easier to test and to change.
+
+Please remember to lock the door, turn off the heating and water the plants before you leave.
+The keys are in the drawer next to the kitchen sink. If anything goes wrong, call the neighbor
+on the second floor; she has a spare key and knows where everything is. We will be back on
+Sunday evening, probably around eight o'clock, unless the train is late again.
+
+Learning a new skill takes patience. At first everything feels slow and awkward, and small
+mistakes are frustrating. But every day of practice makes the next day a little easier, and one
+morning you notice that you are doing without effort what used to be impossible. Musicians,
+athletes, painters and programmers all describe the same experience: steady practice, good
+feedback, and the courage to keep going when progress seems to stop.
 )CORPUS";
   return kText;
 }

@@ -85,10 +85,13 @@ std::vector<std::string> code_points(std::string_view s) {
 }
 
 // SentencePiece-style units of the normalized text ("▁" + text with spaces as "▁"): a unit is an
-// optional "▁" and then a run of letters, a run of punctuation, or one digit.
+// optional "▁" and then a run of letters or a run of punctuation, or a single digit (without "▁",
+// as Llama's vocabulary splits numbers into "▁" and digits). Each line counts as a sentence of its
+// own (SentencePiece trains on lines, each with the dummy "▁" prefix); other characters (tabs,
+// non-ASCII) are left to byte fallback and only separate units.
 std::map<std::vector<std::string>, int64_t> count_units(std::string_view text) {
   std::map<std::vector<std::string>, int64_t> units;
-  std::vector<std::string> cur;
+  std::vector<std::string> cur = {kSpace};
   bool has_class = false;
   CharClass cls = CharClass::Break;
   auto flush = [&] {
@@ -96,14 +99,8 @@ std::map<std::vector<std::string>, int64_t> count_units(std::string_view text) {
     cur.clear();
     has_class = false;
   };
-  bool first = true;
   for (std::string ch : code_points(text)) {
-    if (ch == " ") ch = kSpace;
-    if (first) {
-      first = false;
-      cur.push_back(kSpace);  // the normalizer's Prepend("▁")
-    }
-    if (ch == kSpace) {
+    if (ch == " " || ch == "\n") {
       flush();
       cur.push_back(kSpace);
       continue;
@@ -113,9 +110,7 @@ std::map<std::vector<std::string>, int64_t> count_units(std::string_view text) {
       flush();
       continue;
     }
-    if (has_class && (k != cls || k == CharClass::Digit)) {
-      flush();
-    }
+    if (has_class ? (k != cls || k == CharClass::Digit) : k == CharClass::Digit) flush();
     cur.push_back(ch);
     has_class = true;
     cls = k;
@@ -126,12 +121,11 @@ std::map<std::vector<std::string>, int64_t> count_units(std::string_view text) {
 
 // Filler ids beyond what the text teaches, so the vocabulary has Phi-3's 32000 base ids and the
 // added tokens keep their ids in any tokenizer.json reader. They are reached by no merge.
-void add_filler(std::vector<std::string>& pieces, std::unordered_set<std::string>& have, size_t vocab_size) {
-  std::vector<std::string> words;
+void add_filler(std::vector<std::string>& pieces, std::unordered_set<std::string>& have,
+                const std::set<std::string>& text_words, size_t vocab_size) {
+  std::vector<std::string> words;  // whole words of the text that are pieces, in id order
   for (const auto& p : pieces)
-    if (p.size() > kSpace.size() + 1 && p.compare(0, kSpace.size(), kSpace) == 0 &&
-        classify(p.substr(kSpace.size(), 1)) == CharClass::Letter)
-      words.push_back(p);
+    if (text_words.count(p)) words.push_back(p);
   uint64_t state = 0x5EED5EED5EED5EEDull;
   auto next = [&] { return detail::mix64(state += detail::kGamma); };  // splitmix64
   const size_t tries_limit = (vocab_size + 64) * 8;
@@ -284,9 +278,15 @@ BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_s
   for (int c = 0x21; c < 0x7f; ++c) alphabet.emplace_back(1, static_cast<char>(c));
   for (const auto& a : alphabet) intern(a);
   std::vector<std::pair<std::vector<int32_t>, int64_t>> words;
+  std::set<std::string> text_words;  // "▁word" units, for the filler
   for (const auto& [unit, count] : count_units(text)) {
     std::vector<int32_t> w;
-    for (const auto& ch : unit) w.push_back(intern(ch));
+    std::string joined;
+    for (const auto& ch : unit) {
+      w.push_back(intern(ch));
+      joined += ch;
+    }
+    if (unit.size() >= 3 && unit[0] == kSpace && classify(unit[1]) == CharClass::Letter) text_words.insert(joined);
     words.emplace_back(std::move(w), count);
   }
   const size_t n_chars = sym.size();
@@ -335,7 +335,7 @@ BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_s
   if (v.pieces.size() > vocab_size)
     throw Error("synthetic tokenizer: " + std::to_string(v.pieces.size()) + " learned pieces exceed the vocabulary size " +
                 std::to_string(vocab_size));
-  add_filler(v.pieces, have, vocab_size);
+  add_filler(v.pieces, have, text_words, vocab_size);
   return v;
 }
 
