@@ -11,10 +11,29 @@
 
 namespace phinfer {
 
+namespace tok {
+class DecodeStream;
+}
+
+// Notes on semantics (what the goldens pin down):
+// - encode() follows the tokenizer.json post_processor for special tokens, as Hugging Face
+//   tokenizers (Rust) and transformers.js do. tokenizer_config.json's add_bos_token /
+//   add_eos_token are not consulted: Python transformers rewrites the post-processor from them
+//   when it loads a Llama tokenizer, which only matters where the two disagree (e.g. the raw
+//   Phi-3-mini-128k 2024-04 files: add_bos_token true, post-processor adds nothing).
+// - Text that is not valid UTF-8 is encoded as if each ill-formed byte sequence were U+FFFD.
+// - decode(): a run of <0xNN> byte tokens that is not valid UTF-8 becomes one U+FFFD per byte
+//   (HF tokenizers' ByteFallback); byte-level (GPT-2) text uses one U+FFFD per ill-formed
+//   sequence (from_utf8_lossy). Unknown ids throw phinfer::Error.
 class Tokenizer {
  public:
   // Reads dir/tokenizer.json and (if present) dir/tokenizer_config.json. Throws phinfer::Error.
   static Tokenizer from_dir(const std::filesystem::path& dir);
+  // The same from the files' contents (e.g. stored inside a model file). tokenizer_config_json
+  // may be "" (no config). `source` names where they came from in error messages.
+  static Tokenizer from_json_text(const std::string& tokenizer_json,
+                                  const std::string& tokenizer_config_json,
+                                  const std::string& source);
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -36,17 +55,24 @@ class Tokenizer {
   std::string chat_template() const;                // tokenizer_config.json chat_template, "" if none
 
   // Streaming detokenizer: feed ids one at a time, get the new text that is final. Never emits a
-  // partial UTF-8 sequence; the leading-space rule matches decode() of the whole sequence.
+  // partial UTF-8 sequence; the leading-space rule matches decode() of the whole sequence: the
+  // concatenation of all push() results and flush() equals decode(ids). O(1) work per token.
+  // Text is held back only while a later token could still change it (an unfinished <0xNN> byte
+  // run or UTF-8 sequence, a space the decoder may strip). The Tokenizer must outlive it.
   class StreamDecoder {
    public:
     explicit StreamDecoder(const Tokenizer& tok, bool skip_special_tokens = false);
-    std::string push(int32_t id);   // text that became final with this id (may be "")
-    std::string flush();            // whatever remains (incomplete bytes become U+FFFD)
+    ~StreamDecoder();
+    StreamDecoder(StreamDecoder&&) noexcept;
+    StreamDecoder& operator=(StreamDecoder&&) noexcept;
+    std::string push(int32_t id);   // text that became final with this id (may be ""); throws
+                                    // phinfer::Error for an unknown id
+    std::string flush();            // whatever remains (incomplete bytes become U+FFFD); the
+                                    // decoder then starts over as for a new sequence
    private:
     const Tokenizer* tok_;
     bool skip_special_;
-    std::vector<int32_t> ids_;
-    size_t emitted_ = 0;            // bytes of decode(ids_) already returned
+    std::unique_ptr<tok::DecodeStream> stream_;
   };
 
   struct Impl;
