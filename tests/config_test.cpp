@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -213,6 +214,10 @@ TEST(ConfigRopeScaling, Malformed) {
   expect_config_error(edited([](json& j) { j["rope_scaling"] = "longrope"; }, lr),
                       {"field 'rope_scaling'", "null or an object"});
   expect_config_error(edited([](json& j) { j["rope_scaling"]["attention_factor"] = -2; }, lr), {"field 'attention_factor'"});
+  expect_config_error(edited([](json& j) { j["rope_scaling"]["attention_factor"] = 0; }, lr),
+                      {"field 'attention_factor'", "positive"});
+  expect_config_error(edited([](json& j) { j["original_max_position_embeddings"] = 1; }, lr),
+                      {"rope_scaling", "no valid attention factor", "original_max_position_embeddings 1"});
   // With partial rotary 0.75 the lists must have 36 entries for head_dim 96.
   expect_config_error(edited([](json& j) { j["partial_rotary_factor"] = 0.75; }, lr),
                       {"rotary_dim/2 = 36", "found 48 and 48"});
@@ -485,7 +490,9 @@ TEST(ConfigFuzz, FromJsonSurvivesRandomEdits) {
 
   int accepted = 0, rejected = 0, unparsable = 0;
   uint64_t iteration = 0;
-  for (uint64_t seed : {11u, 12u}) {
+  const char* scale_env = std::getenv("PHINFER_FUZZ_SCALE");  // a longer run by hand: see format_test.cpp
+  const uint64_t scale = scale_env && std::atoi(scale_env) > 0 ? static_cast<uint64_t>(std::atoi(scale_env)) : 1;
+  for (uint64_t seed = 11; seed < 11 + 2 * scale; ++seed) {
     std::mt19937_64 rng(seed);
     for (int i = 0; i < 3000; ++i, ++iteration) {
       json j;

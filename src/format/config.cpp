@@ -173,6 +173,11 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
     ls.attention_factor = s.has("attention_factor")
                               ? s.number("attention_factor", 0.0, 100.0)
                               : default_attention_factor(c.max_position_embeddings, c.original_max_position_embeddings);
+    if (s.has("attention_factor") && !(ls.attention_factor > 0.0)) s.fail("attention_factor", "a positive number");
+    if (!std::isfinite(ls.attention_factor) || !(ls.attention_factor > 0.0))  // ln(original) = 0 when original is 1
+      throw Error(where + ": no valid attention factor follows from max_position_embeddings " +
+                  std::to_string(c.max_position_embeddings) + " and original_max_position_embeddings " +
+                  std::to_string(c.original_max_position_embeddings));
     c.rope_scaling = std::move(ls);
   }
   return c;
@@ -220,10 +225,12 @@ json ModelConfig::to_json() const {
 }
 
 GenerationDefaults GenerationDefaults::from_file(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) return {};
+  return from_json(format::read_json_file(path), path.string());
+}
+
+GenerationDefaults GenerationDefaults::from_json(const json& j, const std::string& source) {
   GenerationDefaults g;
-  if (!std::filesystem::exists(path)) return g;
-  json j = format::read_json_file(path);
-  const std::string source = path.string();
   if (!j.is_object()) throw Error(source + ": expected a JSON object");
   FieldReader r{j, source};
   g.eos_token_ids = r.token_ids("eos_token_id");
