@@ -63,6 +63,7 @@ struct GenerationDefaults {
 
   // Missing file => empty defaults; malformed file => phinfer::Error.
   static GenerationDefaults from_file(const std::filesystem::path& generation_config_json);
+  static GenerationDefaults from_json(const nlohmann::json& j, const std::string& source_name);
 };
 
 }  // namespace phinfer

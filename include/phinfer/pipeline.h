@@ -13,6 +13,7 @@
 
 #include "phinfer/chat_template.h"
 #include "phinfer/config.h"
+#include "phinfer/convert.h"
 #include "phinfer/tokenizer.h"
 
 namespace phinfer {
@@ -74,11 +75,17 @@ class KVState {
 struct PipelineOptions {
   int threads = 0;                      // 0: one per physical core
   std::string sliding_window = "auto";  // auto (as config.json), off, or a window size
+  std::string kv_cache_dtype = "f32";   // f32 (exact) or f16 (half the memory)
+  // Set: a Hugging Face folder is converted with these options (like OpenVINO's CACHE_DIR, the
+  // result is cached under cache_dir, keyed by the source files and options; later loads reuse it).
+  std::optional<ConvertOptions> convert;
+  std::filesystem::path cache_dir;
 };
 
 class Pipeline {
  public:
-  static Pipeline load(const std::filesystem::path& model_dir, const PipelineOptions& options = {});
+  // model: a Hugging Face checkpoint folder or a phinfer model file (phinfer convert).
+  static Pipeline load(const std::filesystem::path& model, const PipelineOptions& options = {});
   ~Pipeline();
   Pipeline(Pipeline&&) noexcept;
   Pipeline& operator=(Pipeline&&) noexcept;
@@ -86,6 +93,8 @@ class Pipeline {
   const ModelConfig& config() const;
   const Tokenizer& tokenizer() const;
   const GenerationDefaults& generation_defaults() const;
+  const std::filesystem::path& model_path() const;   // the file or folder actually loaded
+  uint64_t weight_bytes_per_token() const;           // weights one decode step reads
   // The ids that stop generation: generation_config + config eos ids and <|end|>.
   std::vector<int32_t> stop_ids(const GenerationConfig& config) const;
 

@@ -12,6 +12,7 @@
 #include <readline.h>  // libedit's readline interface (BSD licensed)
 
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "phinfer/chat_session.h"
 #include "phinfer/error.h"
 
@@ -23,11 +24,11 @@ std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
 
 struct ChatArgs {
-  std::string model, system;
+  ModelArgs model;
+  std::string system;
   int64_t context = 0;
   GenerationConfig gen;
   bool do_sample = false;
-  PipelineOptions pipeline;
 };
 
 const char* kHelp =
@@ -74,7 +75,7 @@ void print_stats(const GenerationResult& r) {
 }
 
 int run_chat(ChatArgs& a) {
-  Pipeline pipe = Pipeline::load(a.model, a.pipeline);
+  Pipeline pipe = load_pipeline(a.model);
   ChatSession chat(pipe, a.system, a.context);
   a.gen.do_sample = a.do_sample;
   const bool interactive = ::isatty(STDIN_FILENO) != 0;
@@ -86,7 +87,7 @@ int run_chat(ChatArgs& a) {
   sigaction(SIGINT, &sa, nullptr);
 
   if (interactive) {
-    std::fprintf(stderr, "phinfer chat: %s (context %lld tokens). %s", a.model.c_str(),
+    std::fprintf(stderr, "phinfer chat: %s (context %lld tokens). %s", a.model.model.c_str(),
                  static_cast<long long>(chat.context_limit()), kHelp);
   }
   std::optional<GenerationResult> last;
@@ -162,7 +163,7 @@ int run_chat(ChatArgs& a) {
 Command add_chat(CLI::App& root) {
   auto a = std::make_shared<ChatArgs>();
   CLI::App* app = root.add_subcommand("chat", "Talk with a model in the terminal (or one message per stdin line)");
-  app->add_option("-m,--model", a->model, "Hugging Face checkpoint folder")->required();
+  add_model_options(app, a->model);
   app->add_option("--system", a->system, "System message");
   app->add_option("--context", a->context, "Context limit in tokens (0 = the model's max_position_embeddings)");
   app->add_option("--max-new-tokens", a->gen.max_new_tokens, "Most tokens per answer")->capture_default_str();
@@ -174,8 +175,6 @@ Command add_chat(CLI::App& root) {
   app->add_option("--repetition-penalty", a->gen.repetition_penalty, "Repetition penalty (1 = off)")->capture_default_str();
   app->add_option("--stop", a->gen.stop_strings, "Stop an answer at this string (repeatable)");
   app->add_option("--seed", a->gen.seed, "Random seed")->capture_default_str();
-  app->add_option("--threads", a->pipeline.threads, "Worker threads (0 = one per physical core)");
-  app->add_option("--sliding-window", a->pipeline.sliding_window, "auto, off, or a number of keys")->capture_default_str();
   return {app, [a] { return run_chat(*a); }};
 }
 

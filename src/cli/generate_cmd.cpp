@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
 
@@ -10,18 +11,17 @@ namespace phinfer::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model;
+  ModelArgs model;
   std::optional<std::string> prompt, prompt_ids, system;
   bool chat = false, json = false, do_sample = false, full_text = false;
   GenerationConfig gen;
-  PipelineOptions pipeline;
 };
 
-int run_generate(const GenerateArgs& a) {
+int run_generate(GenerateArgs& a) {
   if (a.prompt.has_value() == a.prompt_ids.has_value()) throw Error("give exactly one of -p/--prompt and --prompt-ids");
   if (a.chat && a.prompt_ids) throw Error("--chat formats a text prompt; it cannot be combined with --prompt-ids");
   if (a.system && !a.chat) throw Error("--system needs --chat");
-  Pipeline pipe = Pipeline::load(a.model, a.pipeline);
+  Pipeline pipe = load_pipeline(a.model);
   GenerationConfig gen = a.gen;
   gen.do_sample = a.do_sample;
   gen.return_full_text = a.full_text;
@@ -75,8 +75,7 @@ Command add_generate(CLI::App& root) {
       "logits are divided by --temperature, cut to the --top-k best, then to the smallest set reaching --top-p,\n"
       "then tokens below --min-p x p(best) are dropped, and one token is drawn with --seed.\n"
       "Generation stops at the model's eos ids and <|end|>, at a --stop string, or after --max-new-tokens.");
-  app->add_option("-m,--model", args->model, "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json)")
-      ->required();
+  add_model_options(app, args->model);
   app->add_option("-p,--prompt", args->prompt, "Prompt text");
   app->add_option("--prompt-ids", args->prompt_ids, "Prompt as token ids, e.g. 1,2,3");
   app->add_flag("--chat", args->chat, "Format the prompt as a user message with the model's chat template");
@@ -95,10 +94,6 @@ Command add_generate(CLI::App& root) {
   app->add_option("--stop", args->gen.stop_strings, "Stop when the text contains this string (repeatable)");
   app->add_option("--seed", args->gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
   app->add_flag("--full-text", args->full_text, "Include the prompt in the returned text (return_full_text)");
-  app->add_option("--threads", args->pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
-  app->add_option("--sliding-window", args->pipeline.sliding_window,
-                  "Attention window: auto (as config.json), off, or a number of keys")
-      ->capture_default_str();
   app->add_flag("--json", args->json, "Print one JSON object at the end instead of streaming");
   return {app, [args] { return run_generate(*args); }};
 }

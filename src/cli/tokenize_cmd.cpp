@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
 #include "phinfer/tokenizer.h"
@@ -18,7 +19,7 @@ struct TokenizeArgs {
 };
 
 int run_tokenize(const TokenizeArgs& a) {
-  Tokenizer tok = Tokenizer::from_dir(a.model);
+  Tokenizer tok = load_tokenizer(a.model);
   const bool add_special = !a.no_special;
   if (!a.jsonl) {
     if (!a.text) throw Error("give the TEXT to tokenize, or --jsonl to read {\"text\": ...} lines from stdin");
@@ -50,7 +51,7 @@ struct DetokenizeArgs {
 };
 
 int run_detokenize(const DetokenizeArgs& a) {
-  Tokenizer tok = Tokenizer::from_dir(a.model);
+  Tokenizer tok = load_tokenizer(a.model);
   std::string text = tok.decode(parse_id_list(a.ids, "IDS"), a.skip_special);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
@@ -58,12 +59,12 @@ int run_detokenize(const DetokenizeArgs& a) {
 }
 
 struct LogitsArgs {
-  std::string model, prompt_ids, positions = "last", sliding_window = "auto";
-  int threads = 0;
+  ModelArgs model;
+  std::string prompt_ids, positions = "last";
 };
 
-int run_logits(const LogitsArgs& a) {
-  Pipeline pipe = Pipeline::load(a.model, {a.threads, a.sliding_window});
+int run_logits(LogitsArgs& a) {
+  Pipeline pipe = load_pipeline(a.model);
   std::vector<int32_t> ids = parse_id_list(a.prompt_ids, "--prompt-ids");
   const int64_t n = static_cast<int64_t>(ids.size());
   std::vector<int64_t> positions;
@@ -109,11 +110,9 @@ Command add_detokenize(CLI::App& root) {
 Command add_logits(CLI::App& root) {
   auto a = std::make_shared<LogitsArgs>();
   CLI::App* app = root.add_subcommand("logits", "Print next-token logits: {\"logits\":{\"<pos>\":[...]}}");
-  app->add_option("-m,--model", a->model, "Hugging Face checkpoint folder")->required();
+  add_model_options(app, a->model);
   app->add_option("--prompt-ids", a->prompt_ids, "Token ids, e.g. 1,2,3")->required();
   app->add_option("--positions", a->positions, "last, all, or comma-separated positions")->capture_default_str();
-  app->add_option("--threads", a->threads, "Worker threads (0 = one per physical core)");
-  app->add_option("--sliding-window", a->sliding_window, "auto, off, or a number of keys")->capture_default_str();
   return {app, [a] { return run_logits(*a); }};
 }
 

@@ -5,6 +5,7 @@
 
 #include "generate/sampler.h"
 #include "generate/stop_strings.h"
+#include "format/native_file.h"
 #include "model/phi3.h"
 #include "phinfer/error.h"
 
@@ -33,20 +34,45 @@ Pipeline::~Pipeline() = default;
 Pipeline::Pipeline(Pipeline&&) noexcept = default;
 Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
 
-Pipeline Pipeline::load(const std::filesystem::path& dir, const PipelineOptions& options) {
+Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineOptions& options) {
   if (options.threads < 0 || options.threads > 1024)
     throw Error("--threads: expected 0 (auto) to 1024, found " + std::to_string(options.threads));
+  if (options.kv_cache_dtype != "f32" && options.kv_cache_dtype != "f16")
+    throw Error("--kv-cache: expected f32 or f16, found '" + options.kv_cache_dtype + "'");
   auto impl = std::make_unique<Impl>(options.threads);
-  impl->dir = dir;
-  impl->model = model::Phi3Model::load(dir, model::SlidingWindow::parse(options.sliding_window));
-  if (std::filesystem::exists(dir / "tokenizer.json")) {
-    impl->tokenizer = Tokenizer::from_dir(dir);
+  impl->dir = model_path;
+  if (options.convert) {
+    if (format::is_native_file(model_path))
+      throw Error(model_path.string() + " is already a phinfer model file; --weight-format converts Hugging Face folders");
+    impl->dir = cached_conversion(model_path, *options.convert, options.cache_dir);
+  }
+  impl->model = model::Phi3Model::load(impl->dir, model::SlidingWindow::parse(options.sliding_window));
+  impl->model->set_kv_cache_f16(options.kv_cache_dtype == "f16");
+  if (format::is_native_file(impl->dir)) {
+    // Everything travels inside the model file.
+    const auto& meta = impl->model->native_metadata();
+    const std::string src = impl->dir.string();
+    if (meta.contains("tokenizer") && meta["tokenizer"].contains("tokenizer.json")) {
+      const auto& t = meta["tokenizer"];
+      impl->tokenizer = Tokenizer::from_json_text(t["tokenizer.json"].get<std::string>(),
+                                                  t.contains("tokenizer_config.json") ? t["tokenizer_config.json"].get<std::string>() : "",
+                                                  src);
+    }
+    if (meta.contains("generation_config") && !meta["generation_config"].is_null())
+      impl->defaults = GenerationDefaults::from_json(meta["generation_config"], src + " (generation_config)");
+  } else {
+    if (std::filesystem::exists(model_path / "tokenizer.json")) impl->tokenizer = Tokenizer::from_dir(model_path);
+    impl->defaults = GenerationDefaults::from_file(model_path / "generation_config.json");
+  }
+  if (impl->tokenizer) {
     std::string tmpl = impl->tokenizer->chat_template();
     if (!tmpl.empty()) impl->chat_template.emplace(tmpl);
   }
-  impl->defaults = GenerationDefaults::from_file(dir / "generation_config.json");
   return Pipeline(std::move(impl));
 }
+
+const std::filesystem::path& Pipeline::model_path() const { return impl_->dir; }
+uint64_t Pipeline::weight_bytes_per_token() const { return impl_->model->weight_bytes_per_token(); }
 
 const ModelConfig& Pipeline::config() const { return impl_->model->config(); }
 const Tokenizer& Pipeline::tokenizer() const { return impl_->tok(); }

@@ -1,6 +1,7 @@
 #include "model/phi3.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -22,15 +23,6 @@ WeightMatrix as_matrix(const format::TensorView& t) {
   return m;
 }
 
-std::vector<float> as_vector(const format::TensorView& t) {
-  WeightMatrix m = as_matrix(t);
-  std::vector<float> v(static_cast<size_t>(t.numel()));
-  m.cols = t.numel();
-  m.rows = 1;
-  m.row_to_f32(0, v.data());
-  return v;
-}
-
 // HF Phi3RMSNorm: x / sqrt(mean(x^2) + eps) * weight.
 void rms_norm(const float* x, const float* weight, int64_t n, double eps, float* out) {
   double ss = 0;
@@ -40,6 +32,24 @@ void rms_norm(const float* x, const float* weight, int64_t n, double eps, float*
 }
 
 }  // namespace
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+  using K = TensorSpec::Kind;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  std::vector<TensorSpec> out = {{K::Embedding, "model.embed_tokens.weight", {V, H}}};
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    out.push_back({K::Linear, p + "self_attn.qkv_proj.weight", {c.q_dim() + 2 * c.kv_dim(), H}});
+    out.push_back({K::Linear, p + "self_attn.o_proj.weight", {H, c.q_dim()}});
+    out.push_back({K::Linear, p + "mlp.gate_up_proj.weight", {2 * I, H}});
+    out.push_back({K::Linear, p + "mlp.down_proj.weight", {H, I}});
+    out.push_back({K::Norm, p + "input_layernorm.weight", {H}});
+    out.push_back({K::Norm, p + "post_attention_layernorm.weight", {H}});
+  }
+  out.push_back({K::Norm, "model.norm.weight", {H}});
+  if (!c.tie_word_embeddings) out.push_back({K::LmHead, "lm_head.weight", {V, H}});
+  return out;
+}
 
 SlidingWindow SlidingWindow::parse(const std::string& text) {
   if (text == "auto") return {};
@@ -53,36 +63,99 @@ SlidingWindow SlidingWindow::parse(const std::string& text) {
   throw Error("--sliding-window: expected auto, off or a positive integer, found '" + text + "'");
 }
 
-std::unique_ptr<Phi3Model> Phi3Model::load(const std::filesystem::path& dir, SlidingWindow window) {
-  if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory (expected a Hugging Face checkpoint folder)");
-  std::unique_ptr<Phi3Model> m(new Phi3Model());
-  m->config_ = ModelConfig::from_file(dir / "config.json");
-  const ModelConfig& c = m->config_;
-  m->checkpoint_ = format::SafetensorsCheckpoint::open(dir);
-  const auto& ck = m->checkpoint_;
+// Where the weights come from: a Hugging Face folder (safetensors, float dtypes) or a phinfer model
+// file (any kernel format, stored in the kernels' layout). Both hand out views into the mapping.
+namespace {
 
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  ModelWeights& w = m->weights_;
-  w.embed_tokens = as_matrix(ck.require("model.embed_tokens.weight", {V, H}));
-  w.final_norm = as_vector(ck.require("model.norm.weight", {H}));
-  if (c.tie_word_embeddings) {
-    w.lm_head = w.embed_tokens;
+WeightFormat parse_native_format(const std::string& name, const std::string& where) {
+  if (name == "f32") return WeightFormat::F32;
+  if (name == "f16") return WeightFormat::F16;
+  if (name == "bf16") return WeightFormat::BF16;
+  if (name == "q8") return WeightFormat::Q8;
+  if (name == "q4") return WeightFormat::Q4;
+  throw Error(where + ": unknown weight format '" + name + "'");
+}
+
+WeightMatrix native_matrix(const format::NativeFile& f, const TensorSpec& spec) {
+  const format::NativeTensor& t = f.require(spec.name);
+  const std::string where = f.path().string() + ": tensor '" + spec.name + "'";
+  const auto& info = t.info;
+  if (!info.contains("format") || !info["format"].is_string() || !info.contains("shape") || !info["shape"].is_array())
+    throw Error(where + ": entry needs format and shape");
+  std::vector<int64_t> shape;
+  for (const auto& d : info["shape"]) {
+    if (!d.is_number_integer()) throw Error(where + ": shape must hold integers");
+    shape.push_back(d.get<int64_t>());
+  }
+  if (shape != spec.shape) {
+    format::TensorView want, found;
+    want.shape = spec.shape;
+    found.shape = shape;
+    throw Error(where + ": expected shape " + want.shape_string() + ", found " + found.shape_string());
+  }
+  WeightMatrix m;
+  m.format = parse_native_format(info["format"].get<std::string>(), where);
+  m.rows = shape[0];
+  m.cols = shape.size() > 1 ? shape[1] : 1;
+  if (kernels::is_quantized(m.format)) {
+    if (!info.contains("group_size") || !info["group_size"].is_number_integer() || !info.contains("symmetric") ||
+        !info["symmetric"].is_boolean())
+      throw Error(where + ": quantized entry needs group_size and symmetric");
+    m.group_size = info["group_size"].get<int>();
+    m.symmetric = info["symmetric"].get<bool>();
+  }
+  if (m.bytes() != t.data.size())
+    throw Error(where + ": holds " + std::to_string(t.data.size()) + " bytes, the format needs " + std::to_string(m.bytes()));
+  m.data = t.data.data();
+  return m;
+}
+
+std::vector<float> to_vector(const WeightMatrix& m) {
+  std::vector<float> v(static_cast<size_t>(m.rows * m.cols));
+  for (int64_t r = 0; r < m.rows; ++r) m.row_to_f32(r, v.data() + r * m.cols);
+  return v;
+}
+
+}  // namespace
+
+std::unique_ptr<Phi3Model> Phi3Model::load(const std::filesystem::path& path, SlidingWindow window) {
+  std::unique_ptr<Phi3Model> m(new Phi3Model());
+  std::function<WeightMatrix(const TensorSpec&)> matrix;
+  if (format::is_native_file(path)) {
+    m->native_ = format::NativeFile::open(path);
+    const auto& meta = m->native_->metadata();
+    if (!meta.contains("config")) throw Error(path.string() + ": the model file has no config");
+    m->config_ = ModelConfig::from_json(meta["config"], path.string() + " (config)");
+    matrix = [&f = *m->native_](const TensorSpec& spec) { return native_matrix(f, spec); };
   } else {
-    if (!ck.find("lm_head.weight"))
-      throw Error(dir.string() + ": tensor 'lm_head.weight' is missing and config.json has tie_word_embeddings false");
-    w.lm_head = as_matrix(ck.require("lm_head.weight", {V, H}));
+    if (!std::filesystem::is_directory(path))
+      throw Error(path.string() + ": not a Hugging Face checkpoint folder or a phinfer model file");
+    m->config_ = ModelConfig::from_file(path / "config.json");
+    m->checkpoint_ = format::SafetensorsCheckpoint::open(path);
+    if (!m->config_.tie_word_embeddings && !m->checkpoint_.find("lm_head.weight"))
+      throw Error(path.string() + ": tensor 'lm_head.weight' is missing and config.json has tie_word_embeddings false");
+    matrix = [&ck = m->checkpoint_](const TensorSpec& spec) { return as_matrix(ck.require(spec.name, spec.shape)); };
   }
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights L;
-    L.qkv_proj = as_matrix(ck.require(p + "self_attn.qkv_proj.weight", {c.q_dim() + 2 * c.kv_dim(), H}));
-    L.o_proj = as_matrix(ck.require(p + "self_attn.o_proj.weight", {H, c.q_dim()}));
-    L.gate_up_proj = as_matrix(ck.require(p + "mlp.gate_up_proj.weight", {2 * I, H}));
-    L.down_proj = as_matrix(ck.require(p + "mlp.down_proj.weight", {H, I}));
-    L.input_norm = as_vector(ck.require(p + "input_layernorm.weight", {H}));
-    L.post_attention_norm = as_vector(ck.require(p + "post_attention_layernorm.weight", {H}));
-    w.layers.push_back(std::move(L));
+  const ModelConfig& c = m->config_;
+  ModelWeights& w = m->weights_;
+  w.layers.resize(static_cast<size_t>(c.num_hidden_layers));
+  for (const TensorSpec& spec : expected_tensors(c)) {
+    WeightMatrix mat = matrix(spec);
+    if (spec.kind == TensorSpec::Kind::Embedding) w.embed_tokens = mat;
+    if (spec.kind == TensorSpec::Kind::LmHead) w.lm_head = mat;
+    if (spec.name == "model.norm.weight") w.final_norm = to_vector(mat);
+    if (spec.name.rfind("model.layers.", 0) != 0) continue;
+    const size_t dot = spec.name.find('.', 13);
+    LayerWeights& L = w.layers[std::stoul(spec.name.substr(13, dot - 13))];
+    const std::string field = spec.name.substr(dot + 1);
+    if (field == "self_attn.qkv_proj.weight") L.qkv_proj = mat;
+    else if (field == "self_attn.o_proj.weight") L.o_proj = mat;
+    else if (field == "mlp.gate_up_proj.weight") L.gate_up_proj = mat;
+    else if (field == "mlp.down_proj.weight") L.down_proj = mat;
+    else if (field == "input_layernorm.weight") L.input_norm = to_vector(mat);
+    else if (field == "post_attention_layernorm.weight") L.post_attention_norm = to_vector(mat);
   }
+  if (c.tie_word_embeddings) w.lm_head = w.embed_tokens;
 
   switch (window.mode) {
     case SlidingWindow::Mode::Auto: m->window_ = c.sliding_window; break;
@@ -372,6 +445,22 @@ const std::vector<float>& Sequence::append(std::span<const int32_t> tokens) {
   const int64_t last = static_cast<int64_t>(tokens.size()) - 1;
   last_logits_ = append_with_logits(tokens, std::span<const int64_t>(&last, 1));
   return last_logits_;
+}
+
+}  // namespace phinfer::model
+
+namespace phinfer::model {
+
+const nlohmann::json& Phi3Model::native_metadata() const {
+  static const nlohmann::json none;
+  return native_ ? native_->metadata() : none;
+}
+
+uint64_t Phi3Model::weight_bytes_per_token() const {
+  uint64_t total = weights_.lm_head.bytes();
+  for (const auto& L : weights_.layers)
+    total += L.qkv_proj.bytes() + L.o_proj.bytes() + L.gate_up_proj.bytes() + L.down_proj.bytes();
+  return total;
 }
 
 }  // namespace phinfer::model

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "format/native_file.h"
 #include "format/safetensors.h"
 #include "kernels/matrix.h"
 #include "kernels/thread_pool.h"
@@ -34,6 +35,15 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// Every tensor a Phi-3 checkpoint holds, as the loader requires it.
+struct TensorSpec {
+  enum class Kind { Embedding, Linear, Norm, LmHead } kind;
+  std::string name;
+  std::vector<int64_t> shape;
+};
+// In file order of a transformers state_dict; lm_head only when embeddings are not tied.
+std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
+
 // The sliding-window setting a user can override: auto = as config.json declares.
 struct SlidingWindow {
   enum class Mode { Auto, Off, Fixed } mode = Mode::Auto;
@@ -43,8 +53,14 @@ struct SlidingWindow {
 
 class Phi3Model {
  public:
-  // Loads and validates config.json and every tensor of an HF checkpoint folder (memory-mapped).
-  static std::unique_ptr<Phi3Model> load(const std::filesystem::path& dir, SlidingWindow window = {});
+  // Loads and validates the config and every tensor of a Hugging Face checkpoint folder or a
+  // phinfer model file (memory-mapped either way).
+  static std::unique_ptr<Phi3Model> load(const std::filesystem::path& path, SlidingWindow window = {});
+  // Bytes of weights one decode step reads (every layer matrix and lm_head).
+  uint64_t weight_bytes_per_token() const;
+  const ModelWeights& weights() const { return weights_; }
+  // The metadata of a phinfer model file (tokenizer, generation config, ...); null for HF folders.
+  const nlohmann::json& native_metadata() const;
   // fp16 halves the KV cache's memory; fp32 (the default) keeps results exact.
   void set_kv_cache_f16(bool f16) { kv_f16_ = f16; }
 
@@ -89,7 +105,8 @@ class Phi3Model {
   std::vector<double> inv_freq_short_, inv_freq_long_;
   double attention_factor_ = 1.0;
   bool kv_f16_ = false;
-  format::SafetensorsCheckpoint checkpoint_;
+  format::SafetensorsCheckpoint checkpoint_;   // weights of a Hugging Face folder, or
+  std::optional<format::NativeFile> native_;    // of a phinfer model file
   ModelWeights weights_;
 };
 

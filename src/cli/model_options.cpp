@@ -1,0 +1,84 @@
+#include "cli/model_options.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "format/native_file.h"
+#include "phinfer/error.h"
+
+namespace phinfer::cli {
+
+std::string default_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/phinfer";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/phinfer";
+  return ".phinfer-cache";
+}
+
+void print_progress(double fraction, const std::string& label) {
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(fraction * kWidth);
+  std::string bar(static_cast<size_t>(kWidth), ' ');
+  for (int i = 0; i < filled && i < kWidth; ++i) bar[static_cast<size_t>(i)] = '=';
+  if (filled < kWidth) bar[static_cast<size_t>(filled)] = '>';
+  std::fprintf(stderr, "\r[%s] %3d%% %-48.48s", bar.c_str(), static_cast<int>(fraction * 100), label.c_str());
+  if (fraction >= 1.0) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+void add_quantization_options(CLI::App* app, ConvertOptions& c, std::optional<int>& group_size, bool& sym, bool& asym) {
+  app->add_option("--group-size", group_size, "Weights per quantization group; -1 = per output channel (int4 default 128)");
+  app->add_flag("--sym", sym, "Symmetric quantization (scale only)");
+  app->add_flag("--asym", asym, "Asymmetric quantization (scale and minimum; the default)");
+  app->add_option("--ratio", c.ratio, "int4: share of the layers' weights in int4, the rest in --backup-precision")
+      ->capture_default_str();
+  app->add_option("--backup-precision", c.backup_precision, "int8 or fp16")->capture_default_str();
+  app->add_option("--embedding-format", c.embedding_format, "auto, fp32, fp16, bf16, int8 or int4")->capture_default_str();
+  app->add_option("--lm-head-format", c.lm_head_format, "auto, fp32, fp16, bf16, int8 or int4")->capture_default_str();
+  app->add_flag("--plain-rounding", c.plain_rounding, "Min/max rounding instead of the error-minimizing search");
+}
+
+void finish_quantization_options(ConvertOptions& c, const std::optional<int>& group_size, bool sym, bool asym) {
+  if (sym && asym) throw Error("give only one of --sym and --asym");
+  c.group_size = group_size;
+  c.symmetric = sym;
+}
+
+void add_model_options(CLI::App* app, ModelArgs& a) {
+  app->add_option("-m,--model", a.model, "Hugging Face checkpoint folder or phinfer model file")->required();
+  app->add_option("--threads", a.pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
+  app->add_option("--sliding-window", a.pipeline.sliding_window, "Attention window: auto (as config.json), off, or a number of keys")
+      ->capture_default_str();
+  app->add_option("--kv-cache", a.pipeline.kv_cache_dtype, "KV cache precision: f32 (exact) or f16")->capture_default_str();
+  app->add_option("--weight-format", a.weight_format,
+                  "Convert a Hugging Face folder on the fly: fp32, fp16, bf16, int8 or int4 (cached under --cache-dir)");
+  add_quantization_options(app, a.convert, a.group_size, a.sym, a.asym);
+  app->add_option("--cache-dir", a.cache_dir, "Where converted models are cached (default " + default_cache_dir() + ")");
+}
+
+Pipeline load_pipeline(ModelArgs& a) {
+  if (a.weight_format) {
+    a.convert.weight_format = *a.weight_format;
+    finish_quantization_options(a.convert, a.group_size, a.sym, a.asym);
+    a.convert.progress = print_progress;
+    a.pipeline.convert = a.convert;
+    a.pipeline.cache_dir = a.cache_dir.empty() ? default_cache_dir() : a.cache_dir;
+  }
+  return Pipeline::load(a.model, a.pipeline);
+}
+
+}  // namespace phinfer::cli
+
+namespace phinfer::cli {
+
+Tokenizer load_tokenizer(const std::string& model) {
+  if (!format::is_native_file(model)) return Tokenizer::from_dir(model);
+  const auto file = format::NativeFile::open(model);
+  const auto& meta = file.metadata();
+  if (!meta.contains("tokenizer") || !meta["tokenizer"].contains("tokenizer.json"))
+    throw Error(model + ": the model file holds no tokenizer");
+  const auto& t = meta["tokenizer"];
+  return Tokenizer::from_json_text(t["tokenizer.json"].get<std::string>(),
+                                   t.contains("tokenizer_config.json") ? t["tokenizer_config.json"].get<std::string>() : "", model);
+}
+
+}  // namespace phinfer::cli

@@ -1,0 +1,367 @@
+#include "phinfer/convert.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "format/json_file.h"
+#include "format/native_file.h"
+#include "format/safetensors.h"
+#include "kernels/quant.h"
+#include "model/phi3.h"
+#include "phinfer/config.h"
+#include "phinfer/error.h"
+
+namespace phinfer {
+namespace {
+
+using kernels::WeightFormat;
+using nlohmann::json;
+using model::TensorSpec;
+
+const std::vector<std::string> kFormats = {"fp32", "fp16", "bf16", "int8", "int4"};
+
+WeightFormat to_kernel_format(const std::string& f) {
+  if (f == "fp32") return WeightFormat::F32;
+  if (f == "fp16") return WeightFormat::F16;
+  if (f == "bf16") return WeightFormat::BF16;
+  if (f == "int8") return WeightFormat::Q8;
+  return WeightFormat::Q4;
+}
+
+std::string file_format_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::F32: return "f32";
+    case WeightFormat::F16: return "f16";
+    case WeightFormat::BF16: return "bf16";
+    case WeightFormat::Q8: return "q8";
+    case WeightFormat::Q4: return "q4";
+  }
+  return "?";
+}
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw Error(p.string() + ": cannot open file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A planned tensor: where its values come from and how it will be stored.
+struct Planned {
+  TensorSpec spec;
+  const format::TensorView* source = nullptr;
+  WeightFormat format = WeightFormat::F32;
+  int group_size = -1;
+  bool symmetric = true;
+  double rel_rmse = 0;
+
+  int64_t rows() const { return spec.shape[0]; }
+  int64_t cols() const { return spec.shape.size() > 1 ? spec.shape[1] : 1; }
+  uint64_t bytes() const {
+    kernels::WeightMatrix m{format, rows(), cols(), nullptr, group_size, symmetric};
+    return m.bytes();
+  }
+};
+
+// The source tensor as fp32 rows (exact for every float dtype).
+std::vector<float> load_f32(const Planned& p) {
+  kernels::WeightMatrix src;
+  const auto dtype = p.source->dtype;
+  src.format = dtype == DType::F32 ? WeightFormat::F32 : dtype == DType::F16 ? WeightFormat::F16 : WeightFormat::BF16;
+  src.rows = p.rows();
+  src.cols = p.cols();
+  src.data = p.source->data.data();
+  std::vector<float> out(static_cast<size_t>(src.rows * src.cols));
+  for (int64_t r = 0; r < src.rows; ++r) src.row_to_f32(r, out.data() + r * src.cols);
+  return out;
+}
+
+kernels::QuantParams quant_params(const Planned& p, bool plain) {
+  return {p.format, p.group_size, p.symmetric, plain ? kernels::QuantMethod::MinMax : kernels::QuantMethod::Search};
+}
+
+// Float formats: the stored values; quantized: the packed bytes.
+kernels::AlignedBytes encode(const Planned& p, const std::vector<float>& w, bool plain, kernels::ThreadPool& pool,
+                             double* rel_rmse) {
+  kernels::AlignedBytes out(p.bytes());
+  *rel_rmse = 0;
+  const size_t n = w.size();
+  switch (p.format) {
+    case WeightFormat::F32:
+      std::memcpy(out.data(), w.data(), n * 4);
+      break;
+    case WeightFormat::F16: {
+      auto* dst = reinterpret_cast<uint16_t*>(out.data());
+      for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(w[i]);
+      break;
+    }
+    case WeightFormat::BF16: {
+      auto* dst = reinterpret_cast<uint16_t*>(out.data());
+      for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(w[i]);
+      break;
+    }
+    case WeightFormat::Q8:
+    case WeightFormat::Q4:
+      *rel_rmse = kernels::quantize_into(w.data(), p.rows(), p.cols(), quant_params(p, plain), out.data(), &pool).rel_rmse;
+      break;
+  }
+  return out;
+}
+
+std::string human_bytes(double b) {
+  char buf[32];
+  if (b >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  else if (b >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.1f kB", b / 1e3);
+  return buf;
+}
+
+uint64_t fnv1a(const void* data, size_t n, uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+void ConvertOptions::validate() const {
+  if (std::find(kFormats.begin(), kFormats.end(), weight_format) == kFormats.end())
+    throw Error("--weight-format: expected fp32, fp16, bf16, int8 or int4, found '" + weight_format + "'");
+  if (group_size && *group_size != -1 && (*group_size < 1 || *group_size > kernels::kMaxGroupSize))
+    throw Error("--group-size: expected -1 (per output channel) or 1.." + std::to_string(kernels::kMaxGroupSize) +
+                ", found " + std::to_string(*group_size));
+  if (!(ratio > 0.0 && ratio <= 1.0)) throw Error("--ratio: expected a number in (0, 1], found " + std::to_string(ratio));
+  if (ratio < 1.0 && weight_format != "int4") throw Error("--ratio applies to --weight-format int4 only");
+  if (backup_precision != "int8" && backup_precision != "fp16")
+    throw Error("--backup-precision: expected int8 or fp16, found '" + backup_precision + "'");
+  for (const auto* f : {&embedding_format, &lm_head_format})
+    if (*f != "auto" && std::find(kFormats.begin(), kFormats.end(), *f) == kFormats.end())
+      throw Error("embedding/lm_head format: expected auto, fp32, fp16, bf16, int8 or int4, found '" + *f + "'");
+}
+
+std::string ConvertOptions::key() const {
+  std::ostringstream s;
+  s << "format=" << weight_format << ";group=" << (group_size ? std::to_string(*group_size) : "default")
+    << ";sym=" << symmetric << ";ratio=" << ratio << ";backup=" << backup_precision << ";embedding=" << embedding_format
+    << ";lm_head=" << lm_head_format << ";plain=" << plain_rounding << ";version=" << format::kNativeVersion;
+  return s.str();
+}
+
+ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& o) {
+  o.validate();
+  // Loading the model validates config and every tensor before any work is done.
+  auto model = model::Phi3Model::load(hf_dir);
+  const ModelConfig& cfg = model->config();
+  const auto checkpoint = format::SafetensorsCheckpoint::open(hf_dir);
+  kernels::ThreadPool pool(o.threads);
+
+  // 1. Choose each tensor's format.
+  auto quant_group = [&](const std::string& fmt) {
+    if (o.group_size) return *o.group_size;
+    return fmt == "int4" ? 128 : -1;
+  };
+  auto plan_format = [&](Planned& p, const std::string& fmt, bool symmetric) {
+    p.format = to_kernel_format(fmt);
+    p.group_size = kernels::is_quantized(p.format) ? (fmt == "int8" && !o.group_size ? -1 : quant_group(fmt)) : -1;
+    p.symmetric = symmetric;
+  };
+  const std::string side_auto = o.weight_format == "int4" ? (o.backup_precision == "fp16" ? "fp16" : "int8") : o.weight_format;
+  std::vector<Planned> plan;
+  for (const TensorSpec& spec : model::expected_tensors(cfg)) {
+    Planned p;
+    p.spec = spec;
+    p.source = checkpoint.find(spec.name);
+    switch (spec.kind) {
+      case TensorSpec::Kind::Norm: plan_format(p, "fp32", true); break;
+      case TensorSpec::Kind::Linear: plan_format(p, o.weight_format, o.symmetric); break;
+      case TensorSpec::Kind::Embedding:
+        plan_format(p, o.embedding_format == "auto" ? side_auto : o.embedding_format, o.symmetric);
+        break;
+      case TensorSpec::Kind::LmHead:
+        plan_format(p, o.lm_head_format == "auto" ? side_auto : o.lm_head_format, o.symmetric);
+        break;
+    }
+    plan.push_back(p);
+  }
+  uint64_t total_weights = 0, done_weights = 0;
+  for (const auto& p : plan) total_weights += static_cast<uint64_t>(p.rows() * p.cols());
+  const bool mixed = o.weight_format == "int4" && o.ratio < 1.0;
+  if (mixed) total_weights *= 2;  // the error pass reads the layers once more
+  auto progress = [&](const std::string& name) {
+    if (o.progress) o.progress(static_cast<double>(done_weights) / static_cast<double>(total_weights), name);
+  };
+
+  // 2. Mixed precision, data-free: layers with the largest int4 error go to the backup precision
+  //    until the int4 share of the layers' weights is at most `ratio` (NNCF's weight-error criterion).
+  if (mixed) {
+    std::vector<size_t> linear;
+    uint64_t linear_weights = 0;
+    for (size_t i = 0; i < plan.size(); ++i)
+      if (plan[i].spec.kind == TensorSpec::Kind::Linear) {
+        linear.push_back(i);
+        linear_weights += static_cast<uint64_t>(plan[i].rows() * plan[i].cols());
+      }
+    for (size_t i : linear) {
+      progress(plan[i].spec.name);
+      std::vector<float> w = load_f32(plan[i]);
+      kernels::AlignedBytes scratch(plan[i].bytes());
+      plan[i].rel_rmse = kernels::quantize_into(w.data(), plan[i].rows(), plan[i].cols(), quant_params(plan[i], o.plain_rounding),
+                                                scratch.data(), &pool)
+                             .rel_rmse;
+      done_weights += w.size();
+    }
+    std::stable_sort(linear.begin(), linear.end(), [&](size_t a, size_t b) { return plan[a].rel_rmse < plan[b].rel_rmse; });
+    uint64_t int4_weights = 0;
+    for (size_t i : linear) {
+      const auto n = static_cast<uint64_t>(plan[i].rows() * plan[i].cols());
+      if (static_cast<double>(int4_weights + n) <= o.ratio * static_cast<double>(linear_weights) + 0.5) {
+        int4_weights += n;
+      } else {
+        plan_format(plan[i], o.backup_precision, o.backup_precision == "int8" ? false : true);
+      }
+    }
+  }
+
+  // 3. Write: metadata first, then each tensor converted and streamed.
+  json meta;
+  meta["format"] = "phinfer";
+  meta["config"] = format::read_json_file(hf_dir / "config.json");
+  meta["generation_config"] = std::filesystem::exists(hf_dir / "generation_config.json")
+                                  ? format::read_json_file(hf_dir / "generation_config.json")
+                                  : json(nullptr);
+  json tokenizer = json::object();
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    if (std::filesystem::exists(hf_dir / f)) tokenizer[f] = read_text(hf_dir / f);
+  meta["tokenizer"] = tokenizer;
+  meta["quantization"] = {{"weight_format", o.weight_format},
+                          {"group_size", o.group_size ? *o.group_size : (o.weight_format == "int4" ? 128 : -1)},
+                          {"symmetric", o.symmetric},
+                          {"ratio", o.ratio},
+                          {"backup_precision", o.backup_precision},
+                          {"embedding_format", o.embedding_format},
+                          {"lm_head_format", o.lm_head_format},
+                          {"method", o.plain_rounding ? "minmax" : "search"}};
+  std::vector<format::NativeFileWriter::TensorDecl> decls;
+  for (const auto& p : plan) {
+    json info = {{"format", file_format_name(p.format)}, {"shape", p.spec.shape}};
+    if (kernels::is_quantized(p.format)) {
+      info["group_size"] = p.group_size;
+      info["symmetric"] = p.symmetric;
+    }
+    decls.push_back({p.spec.name, info, p.bytes()});
+  }
+  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+  format::NativeFileWriter writer(out, meta, decls);
+  ConvertSummary summary;
+  uint64_t weight_bits = 0, matrix_weights = 0;
+  done_weights = mixed ? total_weights / 2 : 0;
+  for (auto& p : plan) {
+    progress(p.spec.name);
+    std::vector<float> w = load_f32(p);
+    double err = 0;
+    kernels::AlignedBytes bytes = encode(p, w, o.plain_rounding, pool, &err);
+    writer.write(std::span<const std::byte>(bytes.data(), p.bytes()));
+    p.rel_rmse = err;
+    done_weights += w.size();
+    summary.tensors.push_back({p.spec.name, file_format_name(p.format), p.group_size, p.symmetric, p.rows(), p.cols(), err, p.bytes()});
+    if (p.spec.kind != TensorSpec::Kind::Norm) {
+      weight_bits += p.bytes() * 8;
+      matrix_weights += static_cast<uint64_t>(p.rows() * p.cols());
+    }
+  }
+  progress("done");
+  writer.finish();
+  summary.file_bytes = std::filesystem::file_size(out);
+  summary.bits_per_weight = matrix_weights ? static_cast<double>(weight_bits) / static_cast<double>(matrix_weights) : 0;
+
+  if (o.report) {
+    // One row per (kind, format): how many tensors, weights, bytes, and the mean relative error.
+    struct Row {
+      int count = 0;
+      uint64_t weights = 0, bytes = 0;
+      double err = 0;
+    };
+    std::map<std::string, Row> rows;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const auto& p = plan[i];
+      const char* kind = p.spec.kind == TensorSpec::Kind::Linear      ? "layers"
+                         : p.spec.kind == TensorSpec::Kind::Embedding ? "embedding"
+                         : p.spec.kind == TensorSpec::Kind::LmHead    ? "lm_head"
+                                                                      : "norms";
+      std::string fmt = summary.tensors[i].format;
+      if (kernels::is_quantized(p.format))
+        fmt += (p.group_size < 0 ? " per-channel" : " g" + std::to_string(p.group_size)) + (p.symmetric ? " sym" : " asym");
+      Row& r = rows[std::string(kind) + "|" + fmt];
+      r.count++;
+      r.weights += static_cast<uint64_t>(p.rows() * p.cols());
+      r.bytes += p.bytes();
+      r.err += summary.tensors[i].rel_rmse;
+    }
+    char line[256];
+    std::snprintf(line, sizeof line, "%-10s %-22s %7s %12s %12s %10s", "tensors", "format", "count", "weights", "bytes", "rel.err");
+    o.report(line);
+    for (const auto& [key, r] : rows) {
+      const auto bar = key.find('|');
+      std::snprintf(line, sizeof line, "%-10s %-22s %7d %12llu %12s %10.5f", key.substr(0, bar).c_str(), key.substr(bar + 1).c_str(),
+                    r.count, static_cast<unsigned long long>(r.weights), human_bytes(static_cast<double>(r.bytes)).c_str(),
+                    r.err / r.count);
+      o.report(line);
+    }
+    std::snprintf(line, sizeof line, "file %s, %.3f bits per weight", human_bytes(static_cast<double>(summary.file_bytes)).c_str(),
+                  summary.bits_per_weight);
+    o.report(line);
+  }
+  return summary;
+}
+
+std::filesystem::path cached_conversion(const std::filesystem::path& hf_dir, const ConvertOptions& options,
+                                        const std::filesystem::path& cache_dir, bool* converted) {
+  options.validate();
+  uint64_t h = 0xcbf29ce484222325ull;
+  const std::string key = options.key();
+  h = fnv1a(key.data(), key.size(), h);
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(hf_dir)) {
+    const auto ext = e.path().extension().string();
+    if (e.is_regular_file() && (ext == ".json" || ext == ".safetensors")) files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    const std::string name = f.filename().string();
+    const uint64_t size = std::filesystem::file_size(f);
+    const auto mtime = std::filesystem::last_write_time(f).time_since_epoch().count();
+    h = fnv1a(name.data(), name.size(), h);
+    h = fnv1a(&size, sizeof size, h);
+    h = fnv1a(&mtime, sizeof mtime, h);
+    // The first and last MiB catch a replaced file whose size and time happen to match.
+    std::ifstream in(f, std::ios::binary);
+    std::vector<char> buf(1 << 20);
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
+    if (size > buf.size()) {
+      in.clear();
+      in.seekg(static_cast<std::streamoff>(size - buf.size()));
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
+    }
+  }
+  char name[64];
+  std::snprintf(name, sizeof name, "%016llx.phi", static_cast<unsigned long long>(h));
+  const auto path = cache_dir / name;
+  if (converted) *converted = false;
+  if (format::is_native_file(path)) return path;
+  std::filesystem::create_directories(cache_dir);
+  convert(hf_dir, path, options);
+  if (converted) *converted = true;
+  return path;
+}
+
+}  // namespace phinfer
