@@ -6,7 +6,6 @@
 #include <chrono>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -86,46 +85,6 @@ GoldenCounts check_golden(const std::string& golden, const std::string& folder) 
 TEST(TokenizerGolden, Phi3Mini4k) { check_golden("phi3-mini-4k.jsonl", "phi3-mini-4k-instruct"); }
 TEST(TokenizerGolden, Phi35Mini) { check_golden("phi3.5-mini.jsonl", "phi3.5-mini-instruct"); }
 TEST(TokenizerGolden, Phi4Mini) { check_golden("phi4-mini.jsonl", "phi4-mini-instruct"); }
-
-// llama.cpp's tokenizer test vectors for Phi-3 (tests/test-tokenizer-0 with add_special = false,
-// i.e. no BOS; produced with HF tokenizers from microsoft/Phi-3-mini-4k-instruct, the same
-// 32000-piece vocabulary and merges as data/phi3-mini-4k-instruct/tokenizer.json).
-TEST(TokenizerLlamaCpp, Phi3Vectors) {
-  auto read = [](const std::string& rel) {
-    std::ifstream in(shared_path(rel), std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  const std::string inp = read("data/llamacpp-vocab-phi3/ggml-vocab-phi-3.gguf.inp");
-  const std::string out = read("data/llamacpp-vocab-phi3/ggml-vocab-phi-3.gguf.out");
-  // Each text is followed by "\n__ggml_vocab_test__\n" (the file ends with one).
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> texts;
-  for (size_t pos = 0;;) {
-    size_t next = inp.find(sep, pos);
-    if (next == std::string::npos) break;
-    texts.push_back(inp.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
-  std::vector<std::vector<int32_t>> expected;
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream nums(line);
-    std::vector<int32_t> ids;
-    for (int32_t id; nums >> id;) ids.push_back(id);
-    expected.push_back(ids);
-  }
-  ASSERT_EQ(texts.size(), 46u);
-  ASSERT_EQ(expected.size(), texts.size());
-  const Tokenizer& tok = tokenizer("phi3-mini-4k-instruct");
-  size_t exact = 0;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    auto ids = tok.encode(texts[i], /*add_special_tokens=*/false);
-    if (ids == expected[i]) ++exact;
-    EXPECT_EQ(show(ids), show(expected[i])) << "vector " << i << ": " << json(texts[i]);
-  }
-  std::cout << "[ llama.cpp] ggml-vocab-phi-3 vectors: " << exact << "/" << texts.size()
-            << " exact\n";
-}
 
 // Which field decides BOS: the tokenizer.json post-processor (as in HF tokenizers and
 // transformers.js), not tokenizer_config.json's add_bos_token. In the raw 2024-04 128k files the

@@ -7,10 +7,6 @@
 
 namespace phinfer::tok {
 
-namespace {
-// Guards against a corrupt file asking for a gigantic id table.
-constexpr int64_t kMaxVocabId = 1 << 24;
-}  // namespace
 
 std::unique_ptr<BpeModel> BpeModel::from_json(const JsonView& j) {
   auto m = std::make_unique<BpeModel>();
@@ -40,11 +36,15 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const JsonView& j) {
 void BpeModel::load_vocab(const JsonView& vocab) {
   vocab.expect_object();
   vocab_.reserve(vocab.raw().size());
+  // Ids index a table, so a corrupt file must not be able to ask for a gigantic one.
+  const int64_t max_id = 2 * static_cast<int64_t>(vocab.raw().size()) + 65536;
   for (const auto& [token, id_json] : vocab.raw().items()) {
     if (!id_json.is_number_integer())
       vocab.at(token).fail(std::string("expected an integer id, found ") + id_json.type_name());
     int64_t id = id_json.get<int64_t>();
-    if (id < 0 || id >= kMaxVocabId) vocab.at(token).fail("id " + std::to_string(id) + " out of range");
+    if (id < 0 || id >= max_id)
+      vocab.at(token).fail("id " + std::to_string(id) + " out of range for " +
+                           std::to_string(vocab.raw().size()) + " entries");
     if (static_cast<size_t>(id) >= id_to_token_.size()) {
       id_to_token_.resize(id + 1);
       has_token_.resize(id + 1, false);
