@@ -4,58 +4,73 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/isa.h"
+#include "kernels/kernels_impl.h"
+#include "kernels/quant.h"
+#include "phinfer/error.h"
+
 namespace phinfer::kernels {
-namespace {
+namespace detail {
 
-constexpr int kLanes = 16;
-constexpr int64_t kRowBlock = 16;    // weight rows converted to fp32 at once
-constexpr int64_t kTokenBlock = 32;  // activations kept hot in cache while a row block is used
-
-#define PHINFER_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-
-PHINFER_MULTIVERSION
-float dot_lanes(const float* a, const float* b, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t c = 0;
-  for (; c + kLanes <= n; c += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[c + l] * b[c + l];
-  for (int l = 0; c < n; ++c, ++l) acc[l] += a[c] * b[c];
-  // Fixed pairwise reduction order.
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
-}
-
-PHINFER_MULTIVERSION
-void convert_bf16(const uint16_t* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-    std::memcpy(dst + i, &bits, 4);
+const KernelTable& kernels_for(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return scalar_kernels();
+    case Isa::Avx2: return avx2_kernels();
+    case Isa::AvxVnni: return avxvnni_kernels();
+    case Isa::Avx512: return avx512_kernels();
   }
+  return scalar_kernels();
 }
 
-// y[t, r] for a block of rows already in fp32 and a block of tokens.
-PHINFER_MULTIVERSION
-void tile(const float* w, int64_t nr, const float* x, int64_t nt, int64_t cols, float* y, int64_t y_stride) {
-  for (int64_t t = 0; t < nt; ++t) {
-    const float* xt = x + t * cols;
-    for (int64_t r = 0; r < nr; ++r) {
-      const float* wr = w + r * cols;
-      float acc[kLanes] = {};
-      int64_t c = 0;
-      for (; c + kLanes <= cols; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) acc[l] += wr[c + l] * xt[c + l];
-      for (int l = 0; c < cols; ++c, ++l) acc[l] += wr[c] * xt[c];
-      for (int wdt = kLanes / 2; wdt > 0; wdt /= 2)
-        for (int l = 0; l < wdt; ++l) acc[l] += acc[l + wdt];
-      y[t * y_stride + r] = acc[0];
+void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActLayout& a, const float* x, int64_t p0,
+                          int64_t p1, std::byte* out) {
+  const int32_t mult = (L.bits == 8 && k.q8_signed_dot) ? 128 - L.zero_point : -L.zero_point;
+  std::vector<int8_t> tmp;
+  std::vector<float> dx(static_cast<size_t>(L.n_blocks));
+  std::vector<int32_t> sums(static_cast<size_t>(L.n_blocks));
+  for (int64_t p = p0; p < p1; ++p) {
+    std::byte* base = out + p * a.panel_stride;
+    const int64_t np = a.panel_tokens(p);
+    int8_t* q = reinterpret_cast<int8_t*>(base);
+    float* pdx = reinterpret_cast<float*>(base + a.q_bytes);
+    int32_t* pcorr = reinterpret_cast<int32_t*>(base + a.q_bytes + a.info_bytes);
+    float* pdxs = reinterpret_cast<float*>(base + a.q_bytes + 2 * a.info_bytes);
+    if (np > 1) tmp.resize(static_cast<size_t>(L.padded_cols));
+    for (int64_t i = 0; i < np; ++i) {
+      const float* xt = x + (p * a.panel + i) * L.cols;
+      int8_t* qt = np == 1 ? q : tmp.data();
+      k.quantize_token(xt, L, qt, dx.data(), sums.data());
+      if (np > 1) {
+        const int64_t n_sub = L.padded_cols / 4;
+        for (int64_t s = 0; s < n_sub; ++s) std::memcpy(q + (s * np + i) * 4, qt + s * 4, 4);
+      }
+      for (int64_t j = 0; j < L.n_blocks; ++j) {
+        const size_t js = static_cast<size_t>(j);
+        pdx[j * np + i] = dx[js];
+        pcorr[j * np + i] = mult * sums[js];
+        pdxs[j * np + i] = dx[js] * static_cast<float>(sums[js]);
+      }
     }
   }
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr int64_t kFloatRowBlock = 16;
+
+// Scratch for quantized activations, owned by the calling thread and reused across calls.
+std::byte* act_scratch(size_t n) {
+  thread_local AlignedBytes buf;
+  if (buf.size() < n) buf = AlignedBytes(std::max(n, buf.size() * 3 / 2));
+  return buf.data();
 }
 
 }  // namespace
 
 size_t WeightMatrix::bytes() const {
+  if (is_quantized(format)) return quantized_size(format, rows, cols, group_size, symmetric);
   size_t elem = format == WeightFormat::F32 ? 4 : 2;
   return static_cast<size_t>(rows) * static_cast<size_t>(cols) * elem;
 }
@@ -66,39 +81,55 @@ void WeightMatrix::row_span_to_f32(int64_t r, int64_t c0, int64_t n, float* out)
     case WeightFormat::F32:
       std::memcpy(out, reinterpret_cast<const float*>(data) + idx, static_cast<size_t>(n) * 4);
       break;
-    case WeightFormat::BF16:
-      convert_bf16(reinterpret_cast<const uint16_t*>(data) + idx, out, n);
+    case WeightFormat::BF16: {
+      const uint16_t* src = reinterpret_cast<const uint16_t*>(data) + idx;
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(src[i]);
       break;
+    }
     case WeightFormat::F16: {
       const uint16_t* src = reinterpret_cast<const uint16_t*>(data) + idx;
       for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(src[i]);
       break;
     }
+    case WeightFormat::Q8:
+    case WeightFormat::Q4:
+      dequantize_row(*this, r, c0, n, out);
+      break;
   }
 }
 
 void WeightMatrix::row_to_f32(int64_t r, float* out) const { row_span_to_f32(r, 0, cols, out); }
 
-float dot(const float* a, const float* b, int64_t n) { return dot_lanes(a, b, n); }
+float dot(const float* a, const float* b, int64_t n) { return detail::kernels_for(active_isa()).dot(a, b, n); }
 
-void axpy(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
+void axpy(float a, const float* x, float* y, int64_t n) { detail::kernels_for(active_isa()).axpy(a, x, y, n); }
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
-  const int64_t n_row_blocks = (w.rows + kRowBlock - 1) / kRowBlock;
-  pool.parallel_for(n_row_blocks, [&](int64_t b0, int64_t b1) {
-    std::vector<float> buf(static_cast<size_t>(kRowBlock * w.cols));
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t r0 = b * kRowBlock;
-      const int64_t nr = std::min(kRowBlock, w.rows - r0);
-      for (int64_t r = 0; r < nr; ++r) w.row_to_f32(r0 + r, buf.data() + r * w.cols);
-      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-        const int64_t nt = std::min(kTokenBlock, n_tokens - t0);
-        tile(buf.data(), nr, x + t0 * w.cols, nt, w.cols, y + t0 * y_stride + r0, y_stride);
-      }
-    }
-  });
+  if (n_tokens <= 0 || w.rows <= 0) return;
+  const detail::KernelTable& k = detail::kernels_for(active_isa());
+  if (!is_quantized(w.format)) {
+    const int64_t n_blocks = (w.rows + kFloatRowBlock - 1) / kFloatRowBlock;
+    pool.parallel_for(n_blocks, [&](int64_t b0, int64_t b1) {
+      k.fgemm(w, x, n_tokens, y, y_stride, b0 * kFloatRowBlock, std::min(w.rows, b1 * kFloatRowBlock));
+    });
+    return;
+  }
+  detail::QGemmArgs args;
+  args.L = QuantLayout::of(w);
+  args.w = w.data;
+  args.A = detail::ActLayout::of(args.L, n_tokens, k.panel_tokens);
+  std::byte* acts = act_scratch(args.A.total_bytes);
+  args.acts = acts;
+  args.y = y;
+  args.y_stride = y_stride;
+  if (args.A.n_panels == 1) {
+    detail::quantize_activations(k, args.L, args.A, x, 0, 1, acts);
+  } else {
+    pool.parallel_for(args.A.n_panels, [&](int64_t p0, int64_t p1) {
+      detail::quantize_activations(k, args.L, args.A, x, p0, p1, acts);
+    });
+  }
+  pool.parallel_for(args.L.n_tiles, [&](int64_t t0, int64_t t1) { k.qgemm(args, t0, t1); });
 }
 
 }  // namespace phinfer::kernels

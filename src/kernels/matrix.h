@@ -1,6 +1,8 @@
 #pragma once
-// Weight matrices as the kernels see them: [rows, cols] row-major in one storage format, read
-// in place from the memory-mapped file. Quantized formats slot in as further WeightFormat values.
+// Weight matrices as the kernels see them: [rows, cols] in one storage format, read in place
+// from the memory-mapped file (no repacking at load).
+//   F32 / F16 / BF16: row-major.
+//   Q8 / Q4: the tiled, packed layout documented in kernels/quant.h (group_size, symmetric).
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -10,29 +12,40 @@
 
 namespace phinfer::kernels {
 
-enum class WeightFormat { F32, F16, BF16 };
+enum class WeightFormat { F32, F16, BF16, Q8, Q4 };
+
+inline bool is_quantized(WeightFormat f) { return f == WeightFormat::Q8 || f == WeightFormat::Q4; }
 
 struct WeightMatrix {
   WeightFormat format = WeightFormat::F32;
   int64_t rows = 0;
   int64_t cols = 0;
   const std::byte* data = nullptr;
+  // Q8 / Q4 only: columns per quantization group (-1: one group per row, i.e. per output
+  // channel), and whether a group has a scale only (symmetric) or a scale and a minimum.
+  int group_size = -1;
+  bool symmetric = true;
 
   size_t bytes() const;
-  // Row r as fp32 (exact for every float format).
+  // Row r as fp32 (exact for every float format; the dequantized values for Q8 / Q4).
   void row_to_f32(int64_t r, float* out) const;
   // Columns [c0, c0+n) of row r as fp32.
   void row_span_to_f32(int64_t r, int64_t c0, int64_t n, float* out) const;
 };
 
 // y[t, r] = sum_c W[r, c] * x[t, c] for t in [0, n_tokens): x is [n_tokens, cols], y is
-// [n_tokens, rows] with row stride y_stride (>= rows). fp32 accumulation.
+// [n_tokens, rows] with row stride y_stride (>= rows).
+//   F32/F16/BF16: fp32 fused multiply-add in 16 lanes per (row, token) over the columns in order,
+//     then a fixed pairwise reduction: bit-identical on every ISA path.
+//   Q8/Q4: activations quantized to int8 on the fly and integer dot products; see quant.h for
+//     the numerics (also bit-identical on every ISA path).
+// The instruction set is chosen at run time (kernels/isa.h).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool);
 
-// Dot product with fp32 accumulation in 16 independent lanes (vectorises without reassociation,
-// so the result is the same on every ISA).
+// Dot product with fp32 fused multiply-add in 16 independent lanes and a fixed pairwise
+// reduction (the same result on every ISA).
 float dot(const float* a, const float* b, int64_t n);
-// y += a * x
+// y += a * x (fused multiply-add per element).
 void axpy(float a, const float* x, float* y, int64_t n);
 
 }  // namespace phinfer::kernels

@@ -1,11 +1,46 @@
 #include "kernels/thread_pool.h"
 
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
 #include <utility>
 
 namespace phinfer::kernels {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until pred() or about `budget` has passed; returns pred().
+template <typename Pred>
+bool spin_until(Pred pred, std::chrono::microseconds budget) {
+  auto deadline = std::chrono::steady_clock::time_point{};
+  for (uint32_t i = 0;; ++i) {
+    if (pred()) return true;
+    if ((i & 63) == 63) {
+      const auto now = std::chrono::steady_clock::now();
+      if (deadline == std::chrono::steady_clock::time_point{}) deadline = now + budget;
+      else if (now >= deadline) return pred();
+    }
+    cpu_relax();
+  }
+}
+
+constexpr std::chrono::microseconds kSpin{1000};
+
+std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int index) {
+  int64_t base = n / parts, extra = n % parts;
+  int64_t begin = index * base + std::min<int64_t>(index, extra);
+  return {begin, begin + base + (index < extra ? 1 : 0)};
+}
+
+}  // namespace
 
 int ThreadPool::default_threads() {
   // Count distinct (physical id, core id) pairs; fall back to the logical count.
@@ -31,16 +66,11 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
+    generation_.fetch_add(1);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
-}
-
-static std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int index) {
-  int64_t base = n / parts, extra = n % parts;
-  int64_t begin = index * base + std::min<int64_t>(index, extra);
-  return {begin, begin + base + (index < extra ? 1 : 0)};
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
@@ -49,39 +79,41 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  {
+  job_ = &fn;
+  job_n_ = n;
+  pending_.store(static_cast<int>(workers_.size()));
+  generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ increment in worker_loop
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   auto [b, e] = chunk(n, size(), 0);
   if (b < e) fn(b, e);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, kSpin)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_waiting_.store(true);
+    done_.wait(lock, [&] { return pending_.load() == 0; });
+    caller_waiting_.store(false);
+  }
   job_ = nullptr;
 }
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n;
-    {
+    if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; }, kSpin)) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+      sleepers_.fetch_add(1);  // seq_cst, then re-check the generation under the lock
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
     }
-    auto [b, e] = chunk(n, size(), index);
-    if (b < e) (*job)(b, e);
-    {
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    auto [b, e] = chunk(job_n_, size(), index);
+    if (b < e) (*job_)(b, e);
+    if (pending_.fetch_sub(1) == 1 && caller_waiting_.load()) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
+      done_.notify_one();
     }
   }
 }

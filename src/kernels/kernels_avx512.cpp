@@ -1,0 +1,342 @@
+// AVX-512 kernels (F, BW, VL, DQ, VNNI; FMA, F16C). Compiled for that target function by
+// function (#pragma GCC target below), so the rest of the binary still runs on any x86-64.
+// All standard headers are included before the target region so that no inline library code is
+// emitted with AVX-512 instructions; everything inside the region has internal linkage.
+#if !defined(__clang__)
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*() helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels/kernels_impl.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
+#endif
+
+namespace phinfer::kernels::detail {
+namespace {
+
+constexpr int kPanel = 12;  // tokens per register-blocked prefill micro-kernel
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
+// ---- activation quantization ---------------------------------------------------------------
+
+void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, int32_t* sums) {
+  for (int64_t j = 0; j < L.n_blocks; ++j) {
+    const float* xb = x + L.block_begin(j);
+    const int64_t len = L.block_len(j);
+    int8_t* qb = q + L.block_chunk(j) * L.chunk_cols;
+    const int64_t plen = L.block_n_chunks(j) * L.chunk_cols;
+    __m512 vmax = _mm512_setzero_ps();
+    for (int64_t c = 0; c < len; c += 16)
+      vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(len - c), xb + c)));
+    const float amax = _mm512_reduce_max_ps(vmax);
+    if (amax > 0.0f) {
+      const __m512 inv = _mm512_set1_ps(127.0f / amax);
+      __m512i vs = _mm512_setzero_si512();
+      for (int64_t c = 0; c < len; c += 16) {
+        const __mmask16 m = tail_mask(len - c);
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, xb + c), inv));
+        vs = _mm512_add_epi32(vs, v);
+        _mm512_mask_cvtsepi32_storeu_epi8(qb + c, m, v);
+      }
+      sums[j] = _mm512_reduce_add_epi32(vs);
+      dx[j] = amax / 127.0f;
+    } else {
+      std::memset(qb, 0, static_cast<size_t>(len));
+      sums[j] = 0;
+      dx[j] = 0.0f;
+    }
+    std::memset(qb + len, 0, static_cast<size_t>(plen - len));
+  }
+}
+
+// ---- quantized matmul ------------------------------------------------------------------------
+
+// One tile (16 rows) x one activation panel of T tokens over all blocks. S int32 accumulators per
+// token split the dependency chains when T is small (integer sums: any order is exact).
+template <bool Q4, bool ASYM, int T, int S>
+void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, float* y, int64_t ys, __mmask16 rmask) {
+  const uint8_t* wq = tile;
+  const uint16_t* sc = reinterpret_cast<const uint16_t*>(tile + L.quant_bytes);
+  const uint16_t* mn = reinterpret_cast<const uint16_t*>(tile + L.quant_bytes + L.scale_bytes);
+  const int64_t sc_step = L.n_scales > 1 ? kTileRows : 0;
+  const int8_t* xq = P.q;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  constexpr int U = Q4 ? (S >= 2 ? S / 2 : 1) : S;  // chunks per unrolled step
+  constexpr int SUB = Q4 ? 2 : 1;                    // 4-column sub-chunks per chunk
+  __m512 facc[T];
+  for (int i = 0; i < T; ++i) facc[i] = _mm512_setzero_ps();
+  const int64_t nb = L.n_blocks;
+  for (int64_t j = 0; j < nb; ++j) {
+    const int64_t nk = j + 1 < nb ? L.block_chunks : L.block_n_chunks(j);
+    __m512i acc[T][S];
+    for (int i = 0; i < T; ++i) {
+      acc[i][0] = _mm512_set1_epi32(P.corr[j * T + i]);
+      for (int s = 1; s < S; ++s) acc[i][s] = _mm512_setzero_si512();
+    }
+    auto step = [&](const uint8_t* wp, const int8_t* xp, int slot) {
+      const __m512i v = _mm512_loadu_si512(wp);
+      if constexpr (Q4) {
+        const __m512i lo = _mm512_and_si512(v, m4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        const int slo = S >= 2 ? 2 * slot : 0, shi = S >= 2 ? 2 * slot + 1 : 0;
+        for (int i = 0; i < T; ++i) acc[i][slo] = _mm512_dpbusd_epi32(acc[i][slo], lo, bcast4(xp + i * 4));
+        for (int i = 0; i < T; ++i) acc[i][shi] = _mm512_dpbusd_epi32(acc[i][shi], hi, bcast4(xp + (T + i) * 4));
+      } else {
+        for (int i = 0; i < T; ++i) acc[i][slot] = _mm512_dpbusd_epi32(acc[i][slot], v, bcast4(xp + i * 4));
+      }
+    };
+    int64_t k = 0;
+    for (; k + U <= nk; k += U) {
+      for (int u = 0; u < U; ++u) step(wq + 64 * u, xq + u * SUB * T * 4, u);
+      wq += 64 * U;
+      xq += U * SUB * T * 4;
+    }
+    for (; k < nk; ++k) {
+      step(wq, xq, 0);
+      wq += 64;
+      xq += SUB * T * 4;
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+    sc += sc_step;
+    __m512 m = _mm512_setzero_ps();
+    if constexpr (ASYM) {
+      m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn)));
+      mn += sc_step;
+    }
+    for (int i = 0; i < T; ++i) {
+      __m512i I = acc[i][0];
+      for (int s = 1; s < S; ++s) I = _mm512_add_epi32(I, acc[i][s]);
+      const __m512 ds = _mm512_mul_ps(d, _mm512_set1_ps(P.dx[j * T + i]));
+      facc[i] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(I), facc[i]);
+      if constexpr (ASYM) facc[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(P.dxs[j * T + i]), facc[i]);
+    }
+  }
+  for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(y + i * ys, rmask, facc[i]);
+}
+
+using MicroFn = void (*)(const uint8_t*, const QuantLayout&, const ActPanel&, float*, int64_t, __mmask16);
+
+template <bool Q4, bool ASYM, size_t... I>
+constexpr std::array<MicroFn, sizeof...(I) + 1> micro_table(std::index_sequence<I...>) {
+  return {nullptr, &micro<Q4, ASYM, I + 1, (I + 1 == 1 ? 4 : (I + 1 <= 3 ? 2 : 1))>...};
+}
+
+template <bool Q4, bool ASYM>
+void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
+  static constexpr auto table = micro_table<Q4, ASYM>(std::make_index_sequence<kPanel>());
+  const QuantLayout& L = a.L;
+  const ActLayout& A = a.A;
+  // Panels that share the L2 while a thread sweeps its tiles.
+  const int64_t group = std::max<int64_t>(1, (512 << 10) / std::max<int64_t>(1, A.panel * L.padded_cols));
+  for (int64_t pg = 0; pg < A.n_panels; pg += group) {
+    const int64_t pe = std::min(A.n_panels, pg + group);
+    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+      const uint8_t* tp = reinterpret_cast<const uint8_t*>(a.w) + tile * L.tile_bytes;
+      const __mmask16 rmask = tail_mask(L.rows - tile * kTileRows);
+      for (int64_t p = pg; p < pe; ++p) {
+        const ActPanel P = act_panel(A, a.acts, p);
+        table[static_cast<size_t>(P.np)](tp, L, P, a.y + p * A.panel * a.y_stride + tile * kTileRows, a.y_stride,
+                                         rmask);
+      }
+    }
+  }
+}
+
+void qgemm(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
+  if (a.L.bits == 4)
+    a.L.symmetric ? qgemm_fmt<true, false>(a, tile_begin, tile_end) : qgemm_fmt<true, true>(a, tile_begin, tile_end);
+  else
+    a.L.symmetric ? qgemm_fmt<false, false>(a, tile_begin, tile_end) : qgemm_fmt<false, true>(a, tile_begin, tile_end);
+}
+
+// ---- float formats -----------------------------------------------------------------------------
+
+template <WeightFormat F>
+inline __m512 load_w(const std::byte* base, int64_t idx, __mmask16 m) {
+  if constexpr (F == WeightFormat::F32) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(base) + idx);
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(base) + idx);
+    if constexpr (F == WeightFormat::F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+inline float reduce16(__m512 v) {
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
+  if (c < n) {
+    const __mmask16 m = tail_mask(n - c);
+    acc = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc, m);
+  }
+  return reduce16(acc);
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  const __m512 va = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+// R rows straight from the weights, one token at a time (decode).
+template <WeightFormat F, int R>
+void rows_direct(const WeightMatrix& w, int64_t r0, const float* x, int64_t n_tokens, float* y, int64_t ys) {
+  const size_t esz = F == WeightFormat::F32 ? 4 : 2;
+  const int64_t cols = w.cols;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xt = x + t * cols;
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    const std::byte* base = w.data + static_cast<size_t>(r0 * cols) * esz;
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+      const __m512 xv = _mm512_loadu_ps(xt + c);
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(load_w<F>(base, r * cols + c, 0xFFFF), xv, acc[r]);
+    }
+    if (c < cols) {
+      const __mmask16 m = tail_mask(cols - c);
+      const __m512 xv = _mm512_maskz_loadu_ps(m, xt + c);
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_mask3_fmadd_ps(load_w<F>(base, r * cols + c, m), xv, acc[r], m);
+    }
+    for (int r = 0; r < R; ++r) y[t * ys + r0 + r] = reduce16(acc[r]);
+  }
+}
+
+// R rows (fp32, row stride ld) x TT tokens, register-blocked (prefill).
+template <int R, int TT>
+void rows_tokens(const float* wr, int64_t ld, const float* x, int64_t cols, float* y, int64_t ys) {
+  __m512 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    __m512 xv[TT];
+    for (int t = 0; t < TT; ++t) xv[t] = _mm512_loadu_ps(x + t * cols + c);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_loadu_ps(wr + r * ld + c);
+      for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  if (c < cols) {
+    const __mmask16 m = tail_mask(cols - c);
+    __m512 xv[TT];
+    for (int t = 0; t < TT; ++t) xv[t] = _mm512_maskz_loadu_ps(m, x + t * cols + c);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_maskz_loadu_ps(m, wr + r * ld + c);
+      for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+template <int R>
+void rows_tokens_any(const float* wr, int64_t ld, const float* x, int64_t cols, int64_t nt, float* y, int64_t ys) {
+  int64_t t = 0;
+  for (; t + 4 <= nt; t += 4) rows_tokens<R, 4>(wr, ld, x + t * cols, cols, y + t * ys, ys);
+  switch (nt - t) {
+    case 3: rows_tokens<R, 3>(wr, ld, x + t * cols, cols, y + t * ys, ys); break;
+    case 2: rows_tokens<R, 2>(wr, ld, x + t * cols, cols, y + t * ys, ys); break;
+    case 1: rows_tokens<R, 1>(wr, ld, x + t * cols, cols, y + t * ys, ys); break;
+    default: break;
+  }
+}
+
+template <WeightFormat F>
+void fgemm_fmt(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ys, int64_t row_begin,
+               int64_t row_end) {
+  const int64_t cols = w.cols;
+  if (n_tokens < 4) {
+    int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) rows_direct<F, 4>(w, r, x, n_tokens, y, ys);
+    for (; r < row_end; ++r) rows_direct<F, 1>(w, r, x, n_tokens, y, ys);
+    return;
+  }
+  constexpr int64_t kRowBlock = 16;
+  const int64_t token_block = std::max<int64_t>(4, ((256 << 10) / (cols * 4)) / 4 * 4);
+  thread_local std::vector<float> buf;
+  if (F != WeightFormat::F32) buf.resize(static_cast<size_t>(kRowBlock * cols));
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += token_block) {
+    const int64_t nt = std::min(token_block, n_tokens - t0);
+    for (int64_t rb = row_begin; rb < row_end; rb += kRowBlock) {
+      const int64_t nr = std::min(kRowBlock, row_end - rb);
+      const float* wr;
+      if constexpr (F == WeightFormat::F32) {
+        wr = reinterpret_cast<const float*>(w.data) + rb * cols;
+      } else {
+        for (int64_t r = 0; r < nr; ++r)
+          for (int64_t c = 0; c < cols; c += 16) {
+            const __mmask16 m = tail_mask(cols - c);
+            _mm512_mask_storeu_ps(buf.data() + r * cols + c, m, load_w<F>(w.data, (rb + r) * cols + c, m));
+          }
+        wr = buf.data();
+      }
+      const float* xt = x + t0 * cols;
+      float* yt = y + t0 * ys + rb;
+      int64_t r = 0;
+      for (; r + 4 <= nr; r += 4) rows_tokens_any<4>(wr + r * cols, cols, xt, cols, nt, yt + r, ys);
+      for (; r < nr; ++r) rows_tokens_any<1>(wr + r * cols, cols, xt, cols, nt, yt + r, ys);
+    }
+  }
+}
+
+void fgemm(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ys, int64_t row_begin,
+           int64_t row_end) {
+  switch (w.format) {
+    case WeightFormat::F32: fgemm_fmt<WeightFormat::F32>(w, x, n_tokens, y, ys, row_begin, row_end); break;
+    case WeightFormat::F16: fgemm_fmt<WeightFormat::F16>(w, x, n_tokens, y, ys, row_begin, row_end); break;
+    case WeightFormat::BF16: fgemm_fmt<WeightFormat::BF16>(w, x, n_tokens, y, ys, row_begin, row_end); break;
+    default: break;
+  }
+}
+
+}  // namespace
+}  // namespace phinfer::kernels::detail
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace phinfer::kernels::detail {
+
+const KernelTable& avx512_kernels() {
+  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy};
+  return t;
+}
+
+}  // namespace phinfer::kernels::detail

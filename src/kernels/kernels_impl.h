@@ -1,0 +1,111 @@
+#pragma once
+// Internal interface between the dispatcher (matrix.cpp) and the per-ISA kernel files
+// (kernels_scalar.cpp, kernels_avx2.cpp, kernels_avxvnni.cpp, kernels_avx512.cpp).
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/isa.h"
+#include "kernels/matrix.h"
+#include "kernels/quant.h"
+
+namespace phinfer::kernels::detail {
+
+inline constexpr int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Quantized activations for one matmul call. Tokens are grouped in panels of `panel` tokens
+// (the last may be short); a panel with np tokens holds, at fixed offsets:
+//   q:    int8 [padded_cols / 4][np][4]  (4 consecutive columns of each token side by side, so
+//         a kernel broadcasts token i's 4 bytes for sub-chunk k from q + 4 (k np + i))
+//   dx:   float [n_blocks][np]   activation scale of block j, token i
+//   corr: int32 [n_blocks][np]   -z * sum(q) of the block (0 for asymmetric weights)
+//   dxs:  float [n_blocks][np]   dx * float(sum(q)) (asymmetric weights)
+// Padding columns of a block are zero.
+struct ActLayout {
+  int64_t n_tokens = 0, panel = 1, n_panels = 0;
+  int64_t padded_cols = 0, n_blocks = 0;
+  int64_t q_bytes = 0, info_bytes = 0, panel_stride = 0;
+  size_t total_bytes = 0;
+
+  static ActLayout of(const QuantLayout& L, int64_t n_tokens, int64_t panel) {
+    ActLayout a;
+    a.n_tokens = n_tokens;
+    a.panel = panel;
+    a.n_panels = (n_tokens + panel - 1) / panel;
+    a.padded_cols = L.padded_cols;
+    a.n_blocks = L.n_blocks;
+    a.q_bytes = round_up(panel * L.padded_cols, 64);
+    a.info_bytes = round_up(L.n_blocks * panel * 4, 64);
+    a.panel_stride = a.q_bytes + 3 * a.info_bytes;
+    a.total_bytes = static_cast<size_t>(a.panel_stride * a.n_panels);
+    return a;
+  }
+  int64_t panel_tokens(int64_t p) const { return p + 1 < n_panels ? panel : n_tokens - p * panel; }
+};
+
+struct ActPanel {
+  const int8_t* q;
+  const float* dx;
+  const int32_t* corr;
+  const float* dxs;
+  int64_t np;
+};
+
+inline ActPanel act_panel(const ActLayout& a, const std::byte* base, int64_t p) {
+  const std::byte* b = base + p * a.panel_stride;
+  return {reinterpret_cast<const int8_t*>(b), reinterpret_cast<const float*>(b + a.q_bytes),
+          reinterpret_cast<const int32_t*>(b + a.q_bytes + a.info_bytes),
+          reinterpret_cast<const float*>(b + a.q_bytes + 2 * a.info_bytes), a.panel_tokens(p)};
+}
+
+struct QGemmArgs {
+  QuantLayout L;
+  const std::byte* w = nullptr;
+  ActLayout A;
+  const std::byte* acts = nullptr;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+};
+
+// Quantizes one token row x[cols] into q[padded_cols] (block padding zeroed), dx[n_blocks] and
+// sums[n_blocks], with the numerics in quant.h.
+using QuantizeTokenFn = void (*)(const float* x, const QuantLayout& L, int8_t* q, float* dx, int32_t* sums);
+// y for row tiles [tile_begin, tile_end) and every token.
+using QGemmFn = void (*)(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end);
+// Float formats: y for rows [row_begin, row_end) and every token.
+using FGemmFn = void (*)(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
+                         int64_t row_begin, int64_t row_end);
+using DotFn = float (*)(const float* a, const float* b, int64_t n);
+using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
+
+struct KernelTable {
+  Isa isa;
+  int64_t panel_tokens;  // activation panel width the qgemm kernel wants
+  // Q8 only: the kernel computes sum (v - 128) q (AVX2 sign trick) instead of sum v q, so
+  // corr = (128 - z) * sum(q) rather than -z * sum(q).
+  bool q8_signed_dot;
+  QuantizeTokenFn quantize_token;
+  QGemmFn qgemm;
+  FGemmFn fgemm;
+  DotFn dot;
+  AxpyFn axpy;
+};
+
+const KernelTable& scalar_kernels();
+const KernelTable& avx2_kernels();
+const KernelTable& avxvnni_kernels();
+const KernelTable& avx512_kernels();
+const KernelTable& kernels_for(Isa isa);
+
+// Fills the activation panels [p0, p1) of `out` (layout a) from x [n_tokens, cols].
+void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActLayout& a, const float* x,
+                          int64_t p0, int64_t p1, std::byte* out);
+
+// Row reductions shared by the float kernels: 16 lanes summed pairwise (l += l + 8, then + 4,
+// + 2, + 1), the order every path uses.
+inline float reduce16(float* acc) {
+  for (int w = 8; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+}  // namespace phinfer::kernels::detail

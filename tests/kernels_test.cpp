@@ -1,0 +1,385 @@
+// Kernel tests: every weight format on every ISA path this machine can run, bit for bit against
+// the scalar reference, on ragged shapes and every group size; quantization error bounds.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "format/dtype.h"
+#include "kernels/isa.h"
+#include "kernels/matrix.h"
+#include "kernels/quant.h"
+#include "kernels/thread_pool.h"
+#include "phinfer/error.h"
+
+namespace phinfer::kernels {
+namespace {
+
+// Restores the automatic ISA choice when a test ends.
+struct IsaGuard {
+  ~IsaGuard() { reset_isa_for_testing(); }
+};
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Activations with a few outliers, like real hidden states.
+std::vector<float> activations(size_t n, uint32_t seed) {
+  auto v = gaussian(n, seed);
+  std::mt19937 rng(seed + 7);
+  for (size_t i = 0; i < n; i += 37) v[i] *= 8.0f * std::uniform_real_distribution<float>(0.5f, 1.0f)(rng);
+  return v;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
+
+std::string fmt_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::F32: return "F32";
+    case WeightFormat::F16: return "F16";
+    case WeightFormat::BF16: return "BF16";
+    case WeightFormat::Q8: return "Q8";
+    case WeightFormat::Q4: return "Q4";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// ISA selection
+
+TEST(KernelsIsa, NamesParseAndScalarAlwaysSupported) {
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) EXPECT_EQ(parse_isa(isa_name(i)), i);
+  EXPECT_THROW(parse_isa("sse9"), phinfer::Error);
+  EXPECT_TRUE(isa_supported(Isa::Scalar));
+  EXPECT_TRUE(isa_supported(best_isa()));
+  EXPECT_EQ(supported_isas().front(), Isa::Scalar);
+}
+
+TEST(KernelsIsa, EnvironmentVariableForcesPath) {
+  IsaGuard guard;
+  for (Isa i : supported_isas()) {
+    setenv("PHINFER_ISA", std::string(isa_name(i)).c_str(), 1);
+    reset_isa_for_testing();
+    EXPECT_EQ(active_isa(), i);
+    EXPECT_EQ(active_isa_name(), isa_name(i));
+  }
+  setenv("PHINFER_ISA", "avx1024", 1);
+  reset_isa_for_testing();
+  EXPECT_THROW(active_isa(), phinfer::Error);
+  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
+    if (isa_supported(i)) continue;
+    setenv("PHINFER_ISA", std::string(isa_name(i)).c_str(), 1);
+    reset_isa_for_testing();
+    EXPECT_THROW(active_isa(), phinfer::Error) << isa_name(i);
+    EXPECT_THROW(set_isa_for_testing(i), phinfer::Error);
+  }
+  unsetenv("PHINFER_ISA");
+  reset_isa_for_testing();
+  EXPECT_EQ(active_isa(), best_isa());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout and quantization
+
+TEST(KernelsQuant, LayoutSizesAndBitsPerWeight) {
+  const double n = 3072.0 * 3072.0;
+  EXPECT_DOUBLE_EQ(8.0 * quantized_size(WeightFormat::Q4, 3072, 3072, 128, true) / n, 4.125);
+  EXPECT_DOUBLE_EQ(8.0 * quantized_size(WeightFormat::Q4, 3072, 3072, 128, false) / n, 4.25);
+  EXPECT_LT(8.0 * quantized_size(WeightFormat::Q8, 3072, 3072, -1, true) / n, 8.02);
+  // Ragged: 172 columns in groups of 48 -> blocks 48, 48, 48, 28 -> 6 + 6 + 6 + 4 chunks of 8.
+  const QuantLayout L = QuantLayout::of(WeightFormat::Q4, 17, 172, 48, false);
+  EXPECT_EQ(L.n_blocks, 4);
+  EXPECT_EQ(L.n_chunks, 22);
+  EXPECT_EQ(L.n_tiles, 2);
+  EXPECT_EQ(L.tile_bytes % 64, 0);
+  EXPECT_EQ(L.total_bytes, static_cast<size_t>(2 * (22 * 64 + 2 * 128)));
+  EXPECT_THROW(QuantLayout::of(WeightFormat::Q4, 4, 64, 0, true), phinfer::Error);
+  EXPECT_THROW(QuantLayout::of(WeightFormat::F16, 4, 64, 32, true), phinfer::Error);
+}
+
+struct QCase {
+  WeightFormat format;
+  int group;
+  bool sym;
+};
+
+const std::vector<QCase> kQCases = {
+    {WeightFormat::Q8, -1, true}, {WeightFormat::Q8, -1, false}, {WeightFormat::Q8, 32, true},
+    {WeightFormat::Q8, 64, false}, {WeightFormat::Q8, 128, true}, {WeightFormat::Q8, 48, true},
+    {WeightFormat::Q4, -1, true}, {WeightFormat::Q4, -1, false}, {WeightFormat::Q4, 32, true},
+    {WeightFormat::Q4, 32, false}, {WeightFormat::Q4, 64, true}, {WeightFormat::Q4, 128, true},
+    {WeightFormat::Q4, 128, false}, {WeightFormat::Q4, 48, true}, {WeightFormat::Q4, 48, false},
+};
+
+std::string qname(const QCase& q) {
+  return fmt_name(q.format) + " g" + std::to_string(q.group) + (q.sym ? " sym" : " asym");
+}
+
+TEST(KernelsQuant, DequantizeMatchesReportedErrorAndBounds) {
+  const int64_t rows = 37, cols = 256;
+  const auto w = gaussian(static_cast<size_t>(rows * cols), 11, 0.02f);
+  for (const QCase& qc : kQCases) {
+    SCOPED_TRACE(qname(qc));
+    const QuantizedMatrix q = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::Search});
+    const QuantError e = quantization_error(w.data(), q.view());
+    EXPECT_NEAR(e.rel_rmse, q.error.rel_rmse, 1e-9);
+    EXPECT_NEAR(e.max_abs, q.error.max_abs, 1e-9);
+    // Dequantized rows agree with row_to_f32 and row spans.
+    std::vector<float> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
+    for (int64_t r : {int64_t{0}, int64_t{16}, rows - 1}) {
+      dequantize_row(q.view(), r, a.data());
+      q.view().row_to_f32(r, b.data());
+      EXPECT_EQ(a, b);
+      q.view().row_span_to_f32(r, 5, 100, b.data());
+      for (int i = 0; i < 100; ++i) EXPECT_EQ(a[static_cast<size_t>(5 + i)], b[static_cast<size_t>(i)]);
+    }
+    if (qc.format == WeightFormat::Q8) {
+      EXPECT_LT(e.rel_rmse, qc.group == -1 ? 0.01 : 0.007);
+    } else {
+      EXPECT_LT(e.rel_rmse, qc.group == -1 ? 0.13 : 0.115);
+    }
+  }
+}
+
+TEST(KernelsQuant, ErrorMinimizingSearchBeatsPlainRounding) {
+  const int64_t rows = 64, cols = 512;
+  const auto w = gaussian(static_cast<size_t>(rows * cols), 5, 0.05f);
+  for (const QCase& qc : kQCases) {
+    SCOPED_TRACE(qname(qc));
+    const auto plain = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::MinMax});
+    const auto best = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::Search});
+    EXPECT_LT(best.error.rmse, plain.error.rmse);
+    if (qc.format == WeightFormat::Q4) {
+      EXPECT_LT(best.error.rmse, 0.97 * plain.error.rmse);
+    }
+  }
+}
+
+TEST(KernelsQuant, Q8PerChannelRelativeErrorBelowOnePercent) {
+  const int64_t rows = 32, cols = 3072;
+  const auto w = gaussian(static_cast<size_t>(rows * cols), 3, 0.03f);
+  const auto q = quantize(w.data(), rows, cols, {WeightFormat::Q8, -1, true, QuantMethod::Search});
+  EXPECT_LT(q.error.rel_rmse, 0.01);
+  std::vector<float> d(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    q.view().row_to_f32(r, d.data());
+    double se = 0, sr = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double ref = w[static_cast<size_t>(r * cols + c)];
+      se += (ref - d[static_cast<size_t>(c)]) * (ref - d[static_cast<size_t>(c)]);
+      sr += ref * ref;
+    }
+    EXPECT_LT(std::sqrt(se / sr), 0.011) << "row " << r;
+  }
+}
+
+TEST(KernelsQuant, ConstantAndZeroGroups) {
+  const int64_t rows = 16, cols = 64;
+  std::vector<float> w(static_cast<size_t>(rows * cols), 0.0f);
+  for (int64_t c = 0; c < cols; ++c) w[static_cast<size_t>(cols + c)] = 0.25f;   // row 1 constant
+  for (int64_t c = 0; c < cols; ++c) w[static_cast<size_t>(2 * cols + c)] = -3.0f;  // row 2 constant
+  for (const QCase& qc : kQCases) {
+    SCOPED_TRACE(qname(qc));
+    const auto q = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::Search});
+    std::vector<float> d(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < 3; ++r) {
+      q.view().row_to_f32(r, d.data());
+      for (int64_t c = 0; c < cols; ++c)
+        EXPECT_NEAR(d[static_cast<size_t>(c)], w[static_cast<size_t>(r * cols + c)], 2e-3) << r << "," << c;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matmul: every ISA path bit for bit against scalar; scalar against a double reference.
+
+struct MatmulCase {
+  int64_t rows, cols;
+};
+
+// Runs y = W x on `isa`; returns y [n_tokens, rows] (y_stride = rows + 3 to check striding).
+std::vector<float> run_matmul(Isa isa, const WeightMatrix& w, const std::vector<float>& x, int64_t n_tokens,
+                              ThreadPool& pool) {
+  set_isa_for_testing(isa);
+  const int64_t ys = w.rows + 3;
+  std::vector<float> y(static_cast<size_t>(n_tokens * ys), -777.0f);
+  matmul(w, x.data(), n_tokens, y.data(), ys, pool);
+  std::vector<float> out(static_cast<size_t>(n_tokens * w.rows));
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      out[static_cast<size_t>(t * w.rows + r)] = y[static_cast<size_t>(t * ys + r)];
+      for (int64_t g = w.rows; g < ys; ++g) EXPECT_EQ(y[static_cast<size_t>(t * ys + g)], -777.0f);
+    }
+  return out;
+}
+
+void expect_identical(const std::vector<float>& ref, const std::vector<float>& got, const std::string& what) {
+  ASSERT_EQ(ref.size(), got.size());
+  int bad = 0;
+  for (size_t i = 0; i < ref.size() && bad < 5; ++i)
+    if (!same_bits(ref[i], got[i])) {
+      ADD_FAILURE() << what << ": element " << i << " scalar " << ref[i] << " vs " << got[i];
+      ++bad;
+    }
+}
+
+// |y - sum_c Wdeq x| is bounded by the activation rounding: sum over blocks of dx/2 * sum |w|,
+// plus fp32 accumulation error.
+void expect_close_to_dequantized(const WeightMatrix& w, const std::vector<float>& x, int64_t n_tokens,
+                                 const std::vector<float>& y, const std::string& what) {
+  const QuantLayout L = QuantLayout::of(w);
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  int bad = 0;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    w.row_to_f32(r, row.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x.data() + t * w.cols;
+      double ref = 0, bound = 0, mag = 0;
+      for (int64_t j = 0; j < L.n_blocks; ++j) {
+        double amax = 0, wabs = 0;
+        for (int64_t c = L.block_begin(j); c < L.block_begin(j) + L.block_len(j); ++c) {
+          amax = std::max(amax, std::fabs(static_cast<double>(xt[c])));
+          wabs += std::fabs(row[static_cast<size_t>(c)]);
+          ref += static_cast<double>(row[static_cast<size_t>(c)]) * xt[c];
+          mag += std::fabs(static_cast<double>(row[static_cast<size_t>(c)]) * xt[c]);
+        }
+        bound += amax / 127.0 / 2.0 * wabs;
+      }
+      bound = bound * 1.001 + 1e-5 * mag + 1e-30;
+      const double got = y[static_cast<size_t>(t * w.rows + r)];
+      if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
+        ADD_FAILURE() << what << ": row " << r << " token " << t << " got " << got << " ref " << ref << " bound "
+                      << bound;
+    }
+  }
+}
+
+TEST(KernelsMatmul, QuantizedEveryIsaMatchesScalarBitForBit) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  const std::vector<MatmulCase> shapes = {{1, 64}, {16, 256}, {17, 172}, {40, 200}, {35, 260}};
+  uint32_t seed = 100;
+  for (const MatmulCase& s : shapes)
+    for (const QCase& qc : kQCases) {
+      const auto w = gaussian(static_cast<size_t>(s.rows * s.cols), ++seed, 0.05f);
+      const auto q = quantize(w.data(), s.rows, s.cols, {qc.format, qc.group, qc.sym, QuantMethod::Search});
+      for (int64_t nt : {1, 3, 17, 64}) {
+        const auto x = activations(static_cast<size_t>(nt * s.cols), ++seed);
+        const std::string what = qname(qc) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " tokens " +
+                                 std::to_string(nt);
+        const auto ref = run_matmul(Isa::Scalar, q.view(), x, nt, pool);
+        expect_close_to_dequantized(q.view(), x, nt, ref, what + " scalar");
+        for (Isa isa : supported_isas()) {
+          if (isa == Isa::Scalar) continue;
+          expect_identical(ref, run_matmul(isa, q.view(), x, nt, pool), what + " " + std::string(isa_name(isa)));
+        }
+      }
+    }
+}
+
+TEST(KernelsMatmul, QuantizedZeroAndOutlierActivations) {
+  IsaGuard guard;
+  ThreadPool pool(1);
+  const int64_t rows = 33, cols = 300;
+  const auto w = gaussian(static_cast<size_t>(rows * cols), 9, 0.05f);
+  std::vector<float> x(static_cast<size_t>(3 * cols), 0.0f);   // token 0 all zero
+  for (int64_t c = 0; c < cols; ++c) x[static_cast<size_t>(cols + c)] = c == 7 ? 1e4f : 1e-3f;  // one huge outlier
+  for (int64_t c = 0; c < cols; ++c) x[static_cast<size_t>(2 * cols + c)] = -1.0f;
+  for (const QCase& qc : kQCases) {
+    const auto q = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::Search});
+    const auto ref = run_matmul(Isa::Scalar, q.view(), x, 3, pool);
+    for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(ref[static_cast<size_t>(r)], 0.0f);
+    expect_close_to_dequantized(q.view(), x, 3, ref, qname(qc));
+    for (Isa isa : supported_isas()) expect_identical(ref, run_matmul(isa, q.view(), x, 3, pool), qname(qc) + " " + std::string(isa_name(isa)));
+  }
+}
+
+std::vector<uint16_t> to_half(const std::vector<float>& w, WeightFormat f) {
+  std::vector<uint16_t> h(w.size());
+  for (size_t i = 0; i < w.size(); ++i) h[i] = f == WeightFormat::F16 ? f32_to_f16(w[i]) : f32_to_bf16(w[i]);
+  return h;
+}
+
+TEST(KernelsMatmul, FloatFormatsEveryIsaMatchesScalarBitForBit) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  const std::vector<MatmulCase> shapes = {{1, 7}, {5, 16}, {17, 172}, {33, 200}, {64, 97}};
+  uint32_t seed = 500;
+  for (const MatmulCase& s : shapes)
+    for (WeightFormat f : {WeightFormat::F32, WeightFormat::F16, WeightFormat::BF16}) {
+      const auto wf = gaussian(static_cast<size_t>(s.rows * s.cols), ++seed, 0.1f);
+      const auto wh = to_half(wf, f);
+      WeightMatrix w;
+      w.format = f;
+      w.rows = s.rows;
+      w.cols = s.cols;
+      w.data = f == WeightFormat::F32 ? reinterpret_cast<const std::byte*>(wf.data())
+                                      : reinterpret_cast<const std::byte*>(wh.data());
+      for (int64_t nt : {1, 3, 17, 64}) {
+        const auto x = activations(static_cast<size_t>(nt * s.cols), ++seed);
+        const std::string what =
+            fmt_name(f) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " tokens " + std::to_string(nt);
+        const auto ref = run_matmul(Isa::Scalar, w, x, nt, pool);
+        // Scalar against a double-precision reference.
+        std::vector<float> row(static_cast<size_t>(s.cols));
+        for (int64_t r = 0; r < s.rows; ++r) {
+          w.row_to_f32(r, row.data());
+          for (int64_t t = 0; t < nt; ++t) {
+            double acc = 0, mag = 0;
+            for (int64_t c = 0; c < s.cols; ++c) {
+              acc += static_cast<double>(row[static_cast<size_t>(c)]) * x[static_cast<size_t>(t * s.cols + c)];
+              mag += std::fabs(static_cast<double>(row[static_cast<size_t>(c)]) * x[static_cast<size_t>(t * s.cols + c)]);
+            }
+            EXPECT_NEAR(ref[static_cast<size_t>(t * s.rows + r)], acc, 1e-6 * mag + 1e-30) << what;
+          }
+        }
+        for (Isa isa : supported_isas()) {
+          if (isa == Isa::Scalar) continue;
+          expect_identical(ref, run_matmul(isa, w, x, nt, pool), what + " " + std::string(isa_name(isa)));
+        }
+      }
+    }
+}
+
+TEST(KernelsMatmul, DotAndAxpyEveryIsaMatchesScalar) {
+  IsaGuard guard;
+  for (int64_t n : {0, 1, 5, 16, 17, 31, 96, 100, 1000}) {
+    const auto a = gaussian(static_cast<size_t>(n), 1 + static_cast<uint32_t>(n));
+    const auto b = gaussian(static_cast<size_t>(n), 2 + static_cast<uint32_t>(n));
+    set_isa_for_testing(Isa::Scalar);
+    const float ref = dot(a.data(), b.data(), n);
+    std::vector<float> yref = b;
+    axpy(0.37f, a.data(), yref.data(), n);
+    for (Isa isa : supported_isas()) {
+      set_isa_for_testing(isa);
+      EXPECT_TRUE(same_bits(ref, dot(a.data(), b.data(), n))) << isa_name(isa) << " n=" << n;
+      std::vector<float> y = b;
+      axpy(0.37f, a.data(), y.data(), n);
+      expect_identical(yref, y, "axpy " + std::string(isa_name(isa)));
+    }
+  }
+}
+
+TEST(KernelsMatmul, ThreadCountDoesNotChangeResults) {
+  IsaGuard guard;
+  const int64_t rows = 100, cols = 384, nt = 20;
+  const auto w = gaussian(static_cast<size_t>(rows * cols), 77, 0.05f);
+  const auto q = quantize(w.data(), rows, cols, {WeightFormat::Q4, 128, false, QuantMethod::Search});
+  const auto x = activations(static_cast<size_t>(nt * cols), 78);
+  ThreadPool p1(1), p2(2), p3(3);
+  const auto ref = run_matmul(best_isa(), q.view(), x, nt, p1);
+  expect_identical(ref, run_matmul(best_isa(), q.view(), x, nt, p2), "2 threads");
+  expect_identical(ref, run_matmul(best_isa(), q.view(), x, nt, p3), "3 threads");
+}
+
+}  // namespace
+}  // namespace phinfer::kernels
