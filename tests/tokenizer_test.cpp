@@ -6,6 +6,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -195,6 +196,50 @@ TEST(TokenizerStream, ByteLevelWaitsForCompleteCharacters) {
   EXPECT_EQ(s.push(ids[0]), "");
   EXPECT_EQ(s.flush(), "\xEF\xBF\xBD");
   EXPECT_EQ(tok.decode({ids[0], ids[1], ids[2], ids[0]}), "\xE2\x82\xAC\xEF\xBF\xBD");
+}
+
+// Random text over many scripts, controls, white space and supplementary planes (no '<', so no
+// added token can appear): decoding the encoding gives the text back, and streaming agrees.
+TEST(TokenizerEncode, RandomTextRoundTrips) {
+  std::mt19937 rng(1234);
+  const std::vector<std::pair<char32_t, char32_t>> ranges = {
+      {0x00, 0x3B},       {0x3D, 0x7F},       {0x80, 0x2FF},     {0x370, 0x6FF},
+      {0x900, 0x97F},     {0x1680, 0x1680},   {0x2000, 0x206F},  {0x3000, 0x30FF},
+      {0x4E00, 0x9FFF},   {0xAC00, 0xD7A3},   {0xE000, 0xE0FF},  {0xFE00, 0xFFFD},
+      {0x1F300, 0x1FAFF}, {0x20000, 0x2A6DF}, {0x10FF00, 0x10FFFF}};
+  for (const char* folder : {"phi3-mini-4k-instruct", "phi4-mini-instruct"}) {
+    const Tokenizer& tok = tokenizer(folder);
+    for (int round = 0; round < 300; ++round) {
+      std::string text;
+      const int n = std::uniform_int_distribution<int>(0, 40)(rng);
+      for (int i = 0; i < n; ++i) {
+        auto [lo, hi] = ranges[std::uniform_int_distribution<size_t>(0, ranges.size() - 1)(rng)];
+        tok::append_utf8(text, std::uniform_int_distribution<uint32_t>(lo, hi)(rng));
+      }
+      auto ids = tok.encode(text, false);
+      EXPECT_EQ(tok.decode(ids), text) << folder << " " << json(text);
+      EXPECT_EQ(stream_decode(tok, ids), text) << folder << " " << json(text);
+    }
+  }
+}
+
+// Random id sequences (mostly byte tokens, so that broken UTF-8 is common): the stream gives the
+// same text as decode() and never a broken sequence.
+TEST(TokenizerStream, RandomIdsMatchDecode) {
+  std::mt19937 rng(99);
+  for (const char* folder : {"phi3-mini-4k-instruct", "phi4-mini-instruct"}) {
+    const Tokenizer& tok = tokenizer(folder);
+    const int32_t byte_hi = std::string(folder).rfind("phi3", 0) == 0 ? 258 : 255;
+    for (int round = 0; round < 300; ++round) {
+      std::vector<int32_t> ids(std::uniform_int_distribution<int>(0, 12)(rng));
+      for (auto& id : ids)
+        id = rng() % 3 ? std::uniform_int_distribution<int32_t>(0, byte_hi)(rng)
+                       : std::uniform_int_distribution<int32_t>(0, tok.vocab_size() - 1)(rng);
+      const std::string text = tok.decode(ids);
+      EXPECT_EQ(tok::to_valid_utf8(text), text);
+      EXPECT_EQ(stream_decode(tok, ids), text) << folder << " " << show(ids);
+    }
+  }
 }
 
 TEST(TokenizerEncode, InvalidUtf8IsReplaced) {

@@ -25,6 +25,7 @@ class DecodeStream;
 // - decode(): a run of <0xNN> byte tokens that is not valid UTF-8 becomes one U+FFFD per byte
 //   (HF tokenizers' ByteFallback); byte-level (GPT-2) text uses one U+FFFD per ill-formed
 //   sequence (from_utf8_lossy). Unknown ids throw phinfer::Error.
+// - encode() and decode() are const and safe to call from several threads at once.
 class Tokenizer {
  public:
   // Reads dir/tokenizer.json and (if present) dir/tokenizer_config.json. Throws phinfer::Error.
