@@ -386,5 +386,63 @@ TEST(SyntheticTokenizerFiles, Phi3FormatAndIds) {
             test::read_json(test::shared_path("data/phi3-mini-4k-instruct/added_tokens.json")));
 }
 
+// --- the generated tokenizer through phinfer::Tokenizer ---
+
+TEST(SyntheticTokenizer, RoundTripsEnglishAndKnowsThePhi3Tokens) {
+  const Tokenizer tok = Tokenizer::from_dir(tiny_bf16());
+  for (const std::string s : {"Hello world", "The quick brown fox jumps over the lazy dog.",
+                              "  two leading spaces and trailing ones  ",
+                              "Tabs\tand\nnew lines, numbers 3.14159 and (parentheses)!",
+                              "unbelievably antidisestablishmentarianism", "What is 12 plus 30?"}) {
+    SCOPED_TRACE(s);
+    const auto ids = tok.encode(s, /*add_special_tokens=*/false);
+    EXPECT_EQ(tok.decode(ids), s);
+    const auto with_bos = tok.encode(s);
+    ASSERT_FALSE(with_bos.empty());
+    EXPECT_EQ(with_bos[0], 1);  // <s>
+    EXPECT_EQ(std::vector<int32_t>(with_bos.begin() + 1, with_bos.end()), ids);
+    for (int32_t id : ids) EXPECT_LT(id, 32000);
+  }
+  // English encodes into word pieces, not characters.
+  const auto ids = tok.encode("The quick brown fox jumps over the lazy dog.", false);
+  EXPECT_LE(ids.size(), 14u);
+  EXPECT_EQ(tok.id_to_token(ids[0]), "\xE2\x96\x81The");
+
+  EXPECT_EQ(tok.token_to_id("<|user|>"), 32010);
+  EXPECT_EQ(tok.token_to_id("<|assistant|>"), 32001);
+  EXPECT_EQ(tok.token_to_id("<|end|>"), 32007);
+  EXPECT_EQ(tok.token_to_id("<|system|>"), 32006);
+  EXPECT_EQ(tok.token_to_id("<|endoftext|>"), 32000);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 32000);
+  EXPECT_EQ(tok.vocab_size(), 32011);
+  EXPECT_TRUE(tok.is_special(32010));
+  EXPECT_NE(tok.chat_template().find("<|assistant|>"), std::string::npos);
+
+  // Markers in text are single tokens, and strip the whitespace on their right (as Phi-3's do).
+  const auto chat = tok.encode("<|user|>\nHi<|end|>\n<|assistant|>\n", false);
+  ASSERT_GE(chat.size(), 4u);
+  EXPECT_EQ(chat.front(), 32010);
+  EXPECT_EQ(chat.back(), 32001);
+  EXPECT_EQ(chat[chat.size() - 2], 32007);
+  EXPECT_EQ(tok.decode(chat), "<|user|> Hi<|end|><|assistant|>");
+  EXPECT_EQ(tok.decode(chat, /*skip_special_tokens=*/true), "Hi");  // Strip(1) then applies to "▁Hi"
+}
+
+TEST(SyntheticTokenizer, UnknownCharactersUseByteFallback) {
+  const Tokenizer tok = Tokenizer::from_dir(tiny_bf16());
+  const std::string text = "\xE6\x97\xA5\xE6\x9C\xAC";  // "日本"
+  const auto ids = tok.encode(text, false);
+  // "▁" then the six UTF-8 bytes as <0xE6> <0x97> <0xA5> <0xE6> <0x9C> <0xAC> (ids 3 + byte).
+  const std::vector<int32_t> bytes = {3 + 0xE6, 3 + 0x97, 3 + 0xA5, 3 + 0xE6, 3 + 0x9C, 3 + 0xAC};
+  ASSERT_EQ(ids.size(), 7u);
+  EXPECT_EQ(tok.id_to_token(ids[0]), "\xE2\x96\x81");
+  EXPECT_EQ(std::vector<int32_t>(ids.begin() + 1, ids.end()), bytes);
+  EXPECT_EQ(tok.decode(ids), text);
+  EXPECT_EQ(tok.id_to_token(3 + 0x0A), "<0x0A>");
+  const std::string mixed = "caf\xC3\xA9 \xF0\x9F\x99\x82 ok";  // "café 🙂 ok"
+  EXPECT_EQ(tok.decode(tok.encode(mixed, false)), mixed);
+}
+
 }  // namespace
 }  // namespace phinfer

@@ -124,7 +124,7 @@ void convert(const float* in, size_t n, DType dtype, std::byte* out) {
   }
 }
 
-constexpr size_t kChunkElements = size_t{1} << 20;  // 4 MB of floats + up to 4 MB converted
+constexpr size_t kChunkElements = size_t{1} << 20;  // 4 MB of floats + two buffers of up to 4 MB
 
 }  // namespace
 

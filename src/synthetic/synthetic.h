@@ -92,9 +92,12 @@ struct BpeVocabulary {
 };
 // Trains num_merges merges (fewer if the text runs out) over `text`, SentencePiece style: spaces
 // become "▁" and start a piece; letters, digits and punctuation are never merged with each other.
-// Ids: <unk>, <s>, </s>, <0x00>..<0xFF>, learned merges, single characters (all printable ASCII
-// and the text's other characters), then unreachable filler pieces (pairs of learned words, so
-// a random model's output still decodes to words) up to `vocab_size` entries.
+// Each line is a sentence with the "▁" prefix; digits stay single, as in Llama's vocabulary;
+// characters other than printable ASCII are left to byte fallback.
+// Ids: <unk>, <s>, </s>, <0x00>..<0xFF>, learned merges, single characters ("▁" and all printable
+// ASCII), then filler pieces that no merge reaches (pairs of the text's words, so a random model's
+// output still decodes to words) up to `vocab_size` entries: the vocabulary is dense like Phi-3's,
+// so any tokenizer.json reader keeps the added tokens at 32000.. .
 BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_size = 32000);
 std::string_view builtin_corpus();
 
