@@ -2,6 +2,8 @@
 // lexed and parsed once; render() supplies the variables transformers' apply_chat_template does.
 #include "phinfer/chat_template.h"
 
+#include <new>
+
 #include "chat/jinja_eval.h"
 #include "chat/jinja_parser.h"
 #include "phinfer/error.h"
@@ -19,28 +21,44 @@ ChatTemplate::~ChatTemplate() = default;
 ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
 ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
 
+namespace {
+
+// A message as the dict transformers passes: {"role", "content", extra fields...}, so that
+// `'tools' in message` and message.tools work for fields given in ChatMessage::extra.
+jinja::Json message_dict(const ChatMessage& m, size_t index) {
+  jinja::Json msg = {{"role", m.role}, {"content", m.content}};
+  if (!m.extra.is_null() && !m.extra.is_object())
+    throw Error("chat message " + std::to_string(index) + ": extra fields must be a JSON object, got " +
+                std::string(m.extra.type_name()));
+  if (m.extra.is_object())
+    for (const auto& [key, value] : m.extra.items())
+      if (key != "role" && key != "content") msg[key] = jinja::Json::parse(value.dump());
+  try {
+    jinja::check_nesting(msg);  // the evaluator's recursive walks rely on bounded nesting
+  } catch (const jinja::RuntimeError& e) {
+    throw Error("chat message " + std::to_string(index) + ": " + e.what());
+  }
+  return msg;
+}
+
+}  // namespace
+
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                  const std::string& bos_token, const std::string& eos_token) const {
-  // Each message is a dict {"role", "content", extra fields...}, as transformers passes them,
-  // so `'tools' in message` and message.tools work for fields given in ChatMessage::extra.
   jinja::Json list = jinja::Json::array();
-  for (const ChatMessage& m : messages) {
-    jinja::Json msg = {{"role", m.role}, {"content", m.content}};
-    if (!m.extra.is_null() && !m.extra.is_object())
-      throw Error("chat message extra fields must be a JSON object, got " + std::string(m.extra.type_name()));
-    if (m.extra.is_object())
-      for (const auto& [key, value] : m.extra.items())
-        if (key != "role" && key != "content") msg[key] = jinja::Json::parse(value.dump());
-    list.push_back(std::move(msg));
+  for (size_t i = 0; i < messages.size(); ++i) list.push_back(message_dict(messages[i], i));
+  try {
+    // transformers also passes tools=None and documents=None when none are given.
+    return jinja::render(impl_->source, impl_->body,
+                         {{"messages", jinja::Value(std::move(list))},
+                          {"add_generation_prompt", jinja::Value(jinja::Json(add_generation_prompt))},
+                          {"bos_token", jinja::Value(jinja::Json(bos_token))},
+                          {"eos_token", jinja::Value(jinja::Json(eos_token))},
+                          {"tools", jinja::Value(jinja::Json(nullptr))},
+                          {"documents", jinja::Value(jinja::Json(nullptr))}});
+  } catch (const std::bad_alloc&) {  // last resort; the size limits should make it unreachable
+    throw Error("chat template: out of memory while rendering");
   }
-  // transformers also passes tools=None and documents=None when none are given.
-  return jinja::render(impl_->source, impl_->body,
-                       {{"messages", jinja::Value(std::move(list))},
-                        {"add_generation_prompt", jinja::Value(jinja::Json(add_generation_prompt))},
-                        {"bos_token", jinja::Value(jinja::Json(bos_token))},
-                        {"eos_token", jinja::Value(jinja::Json(eos_token))},
-                        {"tools", jinja::Value(jinja::Json(nullptr))},
-                        {"documents", jinja::Value(jinja::Json(nullptr))}});
 }
 
 }  // namespace phinfer

@@ -217,6 +217,7 @@ Value f_indent(const Value& v, const CallArgs& args) {
   bool first = truthy(p.get(1, bool_value(false)));
   bool blank = truthy(p.get(2, bool_value(false)));
   std::vector<std::string> lines = pystr::splitlines(text + "\n");
+  check_size(text.size() + lines.size() * (indentation.size() + 1));
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (i > 0) out += "\n";
@@ -239,13 +240,15 @@ Value f_join(const Value& v, const CallArgs& args) {
   Params p("join", args, {"d", "attribute"});
   std::string sep = to_str(p.get(0, str_value("")));
   Value attr = p.get(1);
-  std::string out;
-  bool first = true;
+  std::vector<std::string> parts;
+  size_t total = 0;
   for (const Json& item : iterate(v)) {
-    if (!first) out += sep;
-    first = false;
-    out += to_str(attr.is_string() ? attribute_path(Value(item), attr.str()) : Value(item));
+    parts.push_back(to_str(attr.is_string() ? attribute_path(Value(item), attr.str()) : Value(item)));
+    total += parts.back().size() + sep.size();
+    check_size(total);
   }
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
   return str_value(out);
 }
 
@@ -628,6 +631,7 @@ Value string_method(const std::string& s, const std::string& name) {
       for (const Json& item : iterate(p.get(0))) {
         if (!item.is_string()) throw RuntimeError("sequence item: expected str instance, " + type_name(Value(item)) + " found");
         out += (first ? "" : s) + item.get<std::string>();
+        check_size(out.size());
         first = false;
       }
       return str_value(out);
@@ -849,7 +853,10 @@ Value get_global_function(const std::string& name) {
     return make_callable("dict", [](const CallArgs& a) {
       if (!a.positional.empty()) throw RuntimeError("dict() in templates takes keyword arguments only");
       Json out = Json::object();
-      for (const auto& [k, v] : a.keyword) out[k] = to_json(v);
+      for (const auto& [k, v] : a.keyword) {
+        check_nesting(to_json(v));
+        out[k] = to_json(v);
+      }
       return Value(std::move(out));
     });
   }

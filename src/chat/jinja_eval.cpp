@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <unordered_map>
 
 #include "chat/jinja_builtins.h"
 #include "phinfer/error.h"
@@ -17,32 +16,38 @@ namespace {
 constexpr int64_t kMaxSteps = 1'000'000;        // loop iterations + macro calls per render
 constexpr int kMaxCallDepth = 100;              // nested macro calls
 constexpr int kMaxNesting = 2000;               // nested exec / eval frames, bounds stack use
-constexpr size_t kMaxOutput = size_t{64} << 20;  // bytes of any rendered string
 
-// Variables of one scope; lookups fall back to the enclosing scope.
+// Variables of one scope; lookups fall back to the enclosing scope. A scope holds few names (a
+// loop body: the loop variable and `loop`), so a flat list is cheaper than a hash map.
 struct Scope {
   const Scope* parent = nullptr;
-  std::unordered_map<std::string, Value> vars;
+  std::vector<std::pair<std::string, Value>> vars;
+
+  void set(const std::string& name, Value value) {
+    for (auto& [n, v] : vars)
+      if (n == name) {
+        v = std::move(value);
+        return;
+      }
+    vars.emplace_back(name, std::move(value));
+  }
 
   const Value* find(const std::string& name) const {
-    for (const Scope* s = this; s; s = s->parent) {
-      auto it = s->vars.find(name);
-      if (it != s->vars.end()) return &it->second;
-    }
+    for (const Scope* s = this; s; s = s->parent)
+      for (const auto& [n, v] : s->vars)
+        if (n == name) return &v;
     return nullptr;
   }
 };
 
 enum class Flow { Normal, Break, Continue };
 
+// An element of a list or dict literal: plain data, not nested too deeply to wrap once more.
 Json to_json_checked(const Value& v, const char* where) {
-  if (v.is_json()) return v.json();
   if (v.is_undefined()) v.json();  // "'x' is undefined"
-  throw RuntimeError(std::string("cannot store a ") + type_name(v) + " in a " + where);
-}
-
-void check_size(size_t n) {
-  if (n > kMaxOutput) throw RuntimeError("rendered text exceeds " + std::to_string(kMaxOutput) + " bytes");
+  if (!v.is_json()) throw RuntimeError(std::string("cannot store a ") + type_name(v) + " in a " + where);
+  check_nesting(v.json());
+  return v.json();
 }
 
 // ---- Python arithmetic ----
@@ -66,15 +71,17 @@ int64_t int_op(char op, int64_t a, int64_t b) {
   return r;
 }
 
+// str * n and list * n; the result size is checked before anything is built.
 Value repeat(const Value& seq, int64_t times) {
-  times = std::max<int64_t>(times, 0);
+  const bool empty = seq.is_string() ? seq.str().empty() : seq.json().empty();
+  if (times <= 0 || empty) return Value(seq.is_string() ? Json("") : Json::array());
+  const size_t unit = seq.is_string() ? seq.str().size() : approx_bytes(seq.json());
+  if (unit > kMaxTextBytes / static_cast<uint64_t>(times)) check_size(SIZE_MAX);
   if (seq.is_string()) {
-    check_size(seq.str().size() * static_cast<size_t>(times));
     std::string out;
     for (int64_t i = 0; i < times; ++i) out += seq.str();
     return Value(Json(out));
   }
-  check_size(seq.json().size() * static_cast<size_t>(times));
   Json out = Json::array();
   for (int64_t i = 0; i < times; ++i)
     for (const auto& e : seq.json()) out.push_back(e);
@@ -92,6 +99,7 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
       return Value(Json(a.str() + b.str()));
     }
     if (a.is_list() && b.is_list()) {
+      check_size(approx_bytes(a.json()) + approx_bytes(b.json()));
       Json out = a.json();
       for (const auto& e : b.json()) out.push_back(e);
       return Value(std::move(out));
@@ -164,7 +172,7 @@ class Renderer {
   explicit Renderer(const Source& src) : src_(src) {}
 
   std::string run(const Body& body, const std::vector<std::pair<std::string, Value>>& variables) {
-    for (const auto& [name, value] : variables) root_.vars[name] = value;
+    for (const auto& [name, value] : variables) root_.set(name, value);
     std::string out;
     exec(body, root_, out);
     return out;
@@ -212,7 +220,7 @@ class Renderer {
         Scope inner{&scope, {}};
         return exec(s.body, inner, out);
       }
-      case StmtKind::Macro: scope.vars[s.name] = make_macro(s); return Flow::Normal;
+      case StmtKind::Macro: scope.set(s.name, make_macro(s)); return Flow::Normal;
       case StmtKind::Break: return Flow::Break;
       case StmtKind::Continue: return Flow::Continue;
     }
@@ -227,7 +235,7 @@ class Renderer {
   // Binds a for / set target: a name, a tuple of names (unpacking) or a namespace attribute.
   void assign(const Expr& target, const Value& value, Scope& scope) {
     if (target.kind == ExprKind::Name) {
-      scope.vars[target.name] = value;
+      scope.set(target.name, value);
     } else if (target.kind == ExprKind::Tuple) {
       std::vector<Json> items = iterate(value);
       size_t n = target.children.size();
@@ -271,7 +279,7 @@ class Renderer {
       update_loop(*loop, items, i);
       Scope inner{&scope, {}};  // a fresh scope per iteration: sets inside do not leak out
       assign(*s.target, Value(items[i]), inner);
-      inner.vars["loop"] = Value(loop);
+      inner.set("loop", Value(loop));
       if (exec(s.body, inner, out) == Flow::Break) break;
     }
     return Flow::Normal;
@@ -323,20 +331,20 @@ class Renderer {
       Scope scope{&root_, {}};
       std::vector<bool> bound(m.params.size(), false);
       for (size_t i = 0; i < args.positional.size(); ++i) {
-        scope.vars[m.params[i]] = args.positional[i];
+        scope.set(m.params[i], args.positional[i]);
         bound[i] = true;
       }
       for (const auto& [key, value] : args.keyword) {
         auto it = std::find(m.params.begin(), m.params.end(), key);
         if (it == m.params.end()) throw RuntimeError("macro '" + m.name + "' has no argument named '" + key + "'");
-        scope.vars[key] = value;
+        scope.set(key, value);
         bound[static_cast<size_t>(it - m.params.begin())] = true;
       }
       const size_t first_default = m.params.size() - m.defaults.size();
       for (size_t i = 0; i < m.params.size(); ++i) {
         if (bound[i]) continue;
-        scope.vars[m.params[i]] = i >= first_default ? eval(*m.defaults[i - first_default], scope)
-                                                     : Value::undefined("'" + m.params[i] + "' is undefined");
+        scope.set(m.params[i], i >= first_default ? eval(*m.defaults[i - first_default], scope)
+                                                  : Value::undefined("'" + m.params[i] + "' is undefined"));
       }
       std::string out;
       ++call_depth_;
@@ -420,9 +428,9 @@ class Renderer {
         if (e.name == "or") return truthy(left) ? left : eval(*e.children[1], scope);
         Value right = eval(*e.children[1], scope);
         if (e.name == "~") {
-          std::string s = to_str(left) + to_str(right);
-          check_size(s.size());
-          return Value(Json(std::move(s)));
+          std::string s = to_str(left), r = to_str(right);
+          check_size(s.size() + r.size());
+          return Value(Json(std::move(s += r)));
         }
         return arithmetic(e.name, left, right);
       }

@@ -1,5 +1,8 @@
 #include "chat/jinja_pystr.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "chat/jinja_value.h"
 
 namespace phinfer::jinja::pystr {
@@ -144,6 +147,11 @@ std::vector<std::string> splitlines(const std::string& s) {
 }
 
 std::string replace(const std::string& s, const std::string& old, const std::string& repl, int64_t count) {
+  // Bound the result before building it: at most one replacement per character (plus one).
+  size_t max_replacements = (old.empty() ? utf8_length(s) : s.size() / old.size()) + 1;
+  if (count >= 0) max_replacements = std::min(max_replacements, static_cast<size_t>(count));
+  if (!repl.empty() && max_replacements > kMaxTextBytes / repl.size()) check_size(SIZE_MAX);
+  check_size(s.size() + max_replacements * repl.size());
   std::string out;
   int64_t done = 0;
   if (old.empty()) {  // Python inserts the replacement before every character and at the end

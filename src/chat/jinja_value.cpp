@@ -33,6 +33,45 @@ std::string type_name(const Value& v) {
   }
 }
 
+// ---- limits -----------------------------------------------------------------------------------
+
+void check_size(size_t bytes) {
+  if (bytes > kMaxTextBytes)
+    throw RuntimeError("value too large: over " + std::to_string(kMaxTextBytes) + " bytes");
+}
+
+namespace {
+// Walks at most `budget` levels, so checking a deep value cannot itself overflow the stack.
+bool nests_deeper_than(const Json& j, int budget) {
+  if (!j.is_array() && !j.is_object()) return false;
+  if (budget == 0) return true;
+  for (const auto& child : j)
+    if (nests_deeper_than(child, budget - 1)) return true;
+  return false;
+}
+}  // namespace
+
+void check_nesting(const Json& j) {
+  if (nests_deeper_than(j, kMaxValueDepth - 1))
+    throw RuntimeError("value nested too deeply (limit " + std::to_string(kMaxValueDepth) + " levels)");
+}
+
+size_t approx_bytes(const Json& j) {
+  constexpr size_t kNode = 16;
+  if (j.is_string()) return kNode + j.get_ref<const std::string&>().size();
+  if (j.is_array()) {
+    size_t n = kNode;
+    for (const auto& e : j) n += approx_bytes(e);
+    return n;
+  }
+  if (j.is_object()) {
+    size_t n = kNode;
+    for (const auto& [k, v] : j.items()) n += kNode + k.size() + approx_bytes(v);
+    return n;
+  }
+  return kNode;
+}
+
 // ---- Unicode ----------------------------------------------------------------------------------
 
 std::u32string decode_utf8(const std::string& s) {

@@ -93,6 +93,17 @@ class Value {
   std::variant<Undefined, Json, std::shared_ptr<Object>, std::shared_ptr<Callable>> v_;
 };
 
+// ---- limits ---------------------------------------------------------------------------------
+// Values a template builds are bounded, so that no template can exhaust memory or, through deep
+// nesting, the stack of the recursive functions below.
+
+constexpr size_t kMaxTextBytes = size_t{16} << 20;  // any string or list built while rendering
+constexpr int kMaxValueDepth = 256;                 // nesting of lists / dicts built by a template
+
+void check_size(size_t bytes);      // throws RuntimeError above kMaxTextBytes
+void check_nesting(const Json& j);  // throws RuntimeError if j is nested kMaxValueDepth deep
+size_t approx_bytes(const Json& j);  // memory a value takes, roughly, for the size limit
+
 // ---- Python semantics -------------------------------------------------------------------------
 
 std::string type_name(const Value& v);  // Python's type name: 'str', 'int', 'dict', 'NoneType', ...
