@@ -23,6 +23,8 @@ Command add_logits(CLI::App& root);
 Command add_make_synthetic(CLI::App& root);
 Command add_chat(CLI::App& root);
 Command add_convert(CLI::App& root);
+Command add_perplexity(CLI::App& root);
+Command add_compare(CLI::App& root);
 
 // "1,2,3" -> {1, 2, 3}; throws phinfer::Error naming the option on anything else.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& option);

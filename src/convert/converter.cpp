@@ -164,14 +164,13 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   kernels::ThreadPool pool(o.threads);
 
   // 1. Choose each tensor's format.
-  auto quant_group = [&](const std::string& fmt) {
-    if (o.group_size) return *o.group_size;
-    return fmt == "int4" ? 128 : -1;
-  };
-  auto plan_format = [&](Planned& p, const std::string& fmt, bool symmetric) {
+  // int4 groups default to 128, int8 to one scale per output channel; an explicit --group-size applies
+  // to the main format only (the int8 backup of a mixed model stays per channel, as in NNCF).
+  auto plan_format = [&](Planned& p, const std::string& fmt, bool symmetric, bool main_format) {
     p.format = to_kernel_format(fmt);
-    p.group_size = kernels::is_quantized(p.format) ? (fmt == "int8" && !o.group_size ? -1 : quant_group(fmt)) : -1;
     p.symmetric = symmetric;
+    p.group_size = -1;
+    if (kernels::is_quantized(p.format)) p.group_size = main_format && o.group_size ? *o.group_size : (fmt == "int4" ? 128 : -1);
   };
   const std::string side_auto = o.weight_format == "int4" ? (o.backup_precision == "fp16" ? "fp16" : "int8") : o.weight_format;
   std::vector<Planned> plan;
@@ -180,14 +179,18 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
     p.spec = spec;
     p.source = checkpoint.find(spec.name);
     switch (spec.kind) {
-      case TensorSpec::Kind::Norm: plan_format(p, "fp32", true); break;
-      case TensorSpec::Kind::Linear: plan_format(p, o.weight_format, o.symmetric); break;
-      case TensorSpec::Kind::Embedding:
-        plan_format(p, o.embedding_format == "auto" ? side_auto : o.embedding_format, o.symmetric);
+      case TensorSpec::Kind::Norm: plan_format(p, "fp32", true, false); break;
+      case TensorSpec::Kind::Linear: plan_format(p, o.weight_format, o.symmetric, true); break;
+      case TensorSpec::Kind::Embedding: {
+        const std::string f = o.embedding_format == "auto" ? side_auto : o.embedding_format;
+        plan_format(p, f, o.symmetric, f == o.weight_format);
         break;
-      case TensorSpec::Kind::LmHead:
-        plan_format(p, o.lm_head_format == "auto" ? side_auto : o.lm_head_format, o.symmetric);
+      }
+      case TensorSpec::Kind::LmHead: {
+        const std::string f = o.lm_head_format == "auto" ? side_auto : o.lm_head_format;
+        plan_format(p, f, o.symmetric, f == o.weight_format);
         break;
+      }
     }
     plan.push_back(p);
   }
@@ -225,7 +228,7 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
       if (static_cast<double>(int4_weights + n) <= o.ratio * static_cast<double>(linear_weights) + 0.5) {
         int4_weights += n;
       } else {
-        plan_format(plan[i], o.backup_precision, o.backup_precision == "int8" ? false : true);
+        plan_format(plan[i], o.backup_precision, /*symmetric=*/o.backup_precision != "int8", false);
       }
     }
   }
