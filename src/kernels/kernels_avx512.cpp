@@ -28,7 +28,7 @@
 namespace phinfer::kernels::detail {
 namespace {
 
-constexpr int kPanel = 12;  // tokens per register-blocked prefill micro-kernel
+constexpr int kPanel = 24;  // tokens per activation panel (prefill micro-kernel width)  // tokens per register-blocked prefill micro-kernel
 
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
@@ -72,51 +72,94 @@ void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, 
 
 // ---- quantized matmul ------------------------------------------------------------------------
 
-// One tile (16 rows) x one activation panel of T tokens over all blocks. S int32 accumulators per
-// token split the dependency chains when T is small (integer sums: any order is exact).
+// acc += u8(w) . s8(broadcast 4 bytes at p), in place. Written as asm because GCC 12 copies the
+// accumulators of the intrinsic around every loop iteration (and does not fold the broadcast).
+inline void dpbusd(__m512i& acc, __m512i w, const int8_t* p) {
+  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(p)));
+}
+
+// One tile (16 rows) x T tokens of one activation panel (token i0 of a panel of np tokens; xq
+// points at its first sub-chunk, xs = 4 np bytes between sub-chunks) over all blocks. S int32
+// accumulators per token split the dependency chains when T is small (integer sums: any order is
+// exact). Wide panels keep their fp32 sums in memory (FMEM) so that all 32 registers are left to
+// the integer accumulators and weights.
 template <bool Q4, bool ASYM, int T, int S>
-void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, float* y, int64_t ys, __mmask16 rmask) {
+void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, int64_t i0, float* y, int64_t ys,
+           __mmask16 rmask) {
+  constexpr bool FMEM = T > 8;
   const uint8_t* wq = tile;
   const uint16_t* sc = reinterpret_cast<const uint16_t*>(tile + L.quant_bytes);
   const uint16_t* mn = reinterpret_cast<const uint16_t*>(tile + L.quant_bytes + L.scale_bytes);
   const int64_t sc_step = L.n_scales > 1 ? kTileRows : 0;
-  const int8_t* xq = P.q;
+  const int64_t np = P.np, xs = 4 * np;
+  const int8_t* xlo = P.q + 4 * i0;
+  const int8_t* xhi = xlo + xs;
+  const float* pdx = P.dx + i0;
+  const int32_t* pcorr = P.corr + i0;
+  const float* pdxs = P.dxs + i0;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   constexpr int U = Q4 ? (S >= 2 ? S / 2 : 1) : S;  // chunks per unrolled step
-  constexpr int SUB = Q4 ? 2 : 1;                    // 4-column sub-chunks per chunk
-  __m512 facc[T];
-  for (int i = 0; i < T; ++i) facc[i] = _mm512_setzero_ps();
+  const int64_t step_x = (Q4 ? 2 : 1) * xs;          // activation bytes per chunk
+  __m512 facc[FMEM ? 1 : T];
+  alignas(64) float fbuf[FMEM ? T : 1][16];
+  if constexpr (FMEM) {
+    std::memset(fbuf, 0, sizeof(fbuf));
+  } else {
+    PHINFER_UNROLL for (int i = 0; i < T; ++i) facc[i] = _mm512_setzero_ps();
+  }
   const int64_t nb = L.n_blocks;
   for (int64_t j = 0; j < nb; ++j) {
     const int64_t nk = j + 1 < nb ? L.block_chunks : L.block_n_chunks(j);
     __m512i acc[T][S];
-    for (int i = 0; i < T; ++i) {
-      acc[i][0] = _mm512_set1_epi32(P.corr[j * T + i]);
-      for (int s = 1; s < S; ++s) acc[i][s] = _mm512_setzero_si512();
+    PHINFER_UNROLL for (int i = 0; i < T; ++i) {
+      acc[i][0] = _mm512_set1_epi32(pcorr[j * np + i]);
+      PHINFER_UNROLL for (int s = 1; s < S; ++s) acc[i][s] = _mm512_setzero_si512();
     }
-    auto step = [&](const uint8_t* wp, const int8_t* xp, int slot) {
-      const __m512i v = _mm512_loadu_si512(wp);
-      if constexpr (Q4) {
-        const __m512i lo = _mm512_and_si512(v, m4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        const int slo = S >= 2 ? 2 * slot : 0, shi = S >= 2 ? 2 * slot + 1 : 0;
-        for (int i = 0; i < T; ++i) acc[i][slo] = _mm512_dpbusd_epi32(acc[i][slo], lo, bcast4(xp + i * 4));
-        for (int i = 0; i < T; ++i) acc[i][shi] = _mm512_dpbusd_epi32(acc[i][shi], hi, bcast4(xp + (T + i) * 4));
-      } else {
-        for (int i = 0; i < T; ++i) acc[i][slot] = _mm512_dpbusd_epi32(acc[i][slot], v, bcast4(xp + i * 4));
-      }
-    };
+    // One chunk: weights at wp, activations at xl (low nibbles / Q8) and xh (high nibbles). A
+    // macro rather than a lambda: GCC then keeps acc in registers.
+#define PHINFER_STEP(wp, xl, xh, slot)                                                          \
+  do {                                                                                         \
+    if constexpr (T <= 2) _mm_prefetch(reinterpret_cast<const char*>(wp) + 2048, _MM_HINT_T0); \
+    const __m512i v_ = _mm512_loadu_si512(wp);                                                 \
+    if constexpr (Q4) {                                                                        \
+      const __m512i lo_ = _mm512_and_si512(v_, m4);                                            \
+      const __m512i hi_ = _mm512_and_si512(_mm512_srli_epi16(v_, 4), m4);                      \
+      constexpr int slo_ = S >= 2 ? (2 * (slot)) % S : 0, shi_ = S >= 2 ? (2 * (slot) + 1) % S : 0; \
+      PHINFER_UNROLL for (int i = 0; i < T; ++i) dpbusd(acc[i][slo_], lo_, (xl) + i * 4);      \
+      PHINFER_UNROLL for (int i = 0; i < T; ++i) dpbusd(acc[i][shi_], hi_, (xh) + i * 4);      \
+    } else {                                                                                   \
+      PHINFER_UNROLL for (int i = 0; i < T; ++i) dpbusd(acc[i][(slot) % S], v_, (xl) + i * 4); \
+    }                                                                                          \
+  } while (0)
     int64_t k = 0;
-    for (; k + U <= nk; k += U) {
-      for (int u = 0; u < U; ++u) step(wq + 64 * u, xq + u * SUB * T * 4, u);
-      wq += 64 * U;
-      xq += U * SUB * T * 4;
+    if constexpr (U == 1) {
+      for (; k < nk; ++k) {
+        PHINFER_STEP(wq, xlo, xhi, 0);
+        wq += 64;
+        xlo += step_x;
+        xhi += step_x;
+      }
+    } else {
+      for (; k + U <= nk; k += U) {
+        PHINFER_STEP(wq, xlo, xhi, 0);
+        PHINFER_STEP(wq + 64, xlo + step_x, xhi + step_x, 1);
+        if constexpr (U == 4) {
+          PHINFER_STEP(wq + 128, xlo + 2 * step_x, xhi + 2 * step_x, 2);
+          PHINFER_STEP(wq + 192, xlo + 3 * step_x, xhi + 3 * step_x, 3);
+        }
+        static_assert(U == 2 || U == 4);
+        wq += 64 * U;
+        xlo += U * step_x;
+        xhi += U * step_x;
+      }
+      for (; k < nk; ++k) {
+        PHINFER_STEP(wq, xlo, xhi, 0);
+        wq += 64;
+        xlo += step_x;
+        xhi += step_x;
+      }
     }
-    for (; k < nk; ++k) {
-      step(wq, xq, 0);
-      wq += 64;
-      xq += SUB * T * 4;
-    }
+#undef PHINFER_STEP
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
     sc += sc_step;
     __m512 m = _mm512_setzero_ps();
@@ -124,27 +167,41 @@ void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, float* 
       m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn)));
       mn += sc_step;
     }
-    for (int i = 0; i < T; ++i) {
+    PHINFER_UNROLL for (int i = 0; i < T; ++i) {
       __m512i I = acc[i][0];
-      for (int s = 1; s < S; ++s) I = _mm512_add_epi32(I, acc[i][s]);
-      const __m512 ds = _mm512_mul_ps(d, _mm512_set1_ps(P.dx[j * T + i]));
-      facc[i] = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(I), facc[i]);
-      if constexpr (ASYM) facc[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(P.dxs[j * T + i]), facc[i]);
+      PHINFER_UNROLL for (int s = 1; s < S; ++s) I = _mm512_add_epi32(I, acc[i][s]);
+      const __m512 ds = _mm512_mul_ps(d, _mm512_set1_ps(pdx[j * np + i]));
+      __m512 f = FMEM ? _mm512_load_ps(fbuf[FMEM ? i : 0]) : facc[FMEM ? 0 : i];
+      f = _mm512_fmadd_ps(ds, _mm512_cvtepi32_ps(I), f);
+      if constexpr (ASYM) f = _mm512_fmadd_ps(m, _mm512_set1_ps(pdxs[j * np + i]), f);
+      if constexpr (FMEM) {
+        _mm512_store_ps(fbuf[FMEM ? i : 0], f);
+      } else {
+        facc[FMEM ? 0 : i] = f;
+      }
     }
+    if constexpr (FMEM) __asm__ volatile("" : : "r"(&fbuf[0][0]) : "memory");  // keep fbuf in memory
   }
-  for (int i = 0; i < T; ++i) _mm512_mask_storeu_ps(y + i * ys, rmask, facc[i]);
+  PHINFER_UNROLL for (int i = 0; i < T; ++i) {
+    const __m512 f = FMEM ? _mm512_load_ps(fbuf[FMEM ? i : 0]) : facc[FMEM ? 0 : i];
+    _mm512_mask_storeu_ps(y + i * ys, rmask, f);
+  }
 }
 
-using MicroFn = void (*)(const uint8_t*, const QuantLayout&, const ActPanel&, float*, int64_t, __mmask16);
-
-template <bool Q4, bool ASYM, size_t... I>
-constexpr std::array<MicroFn, sizeof...(I) + 1> micro_table(std::index_sequence<I...>) {
-  return {nullptr, &micro<Q4, ASYM, I + 1, (I + 1 == 1 ? 4 : (I + 1 <= 3 ? 2 : 1))>...};
+// Tokens [0, np) of a panel in micro-kernel widths 24, 16, 8, 4, 2, 1.
+template <bool Q4, bool ASYM>
+void micro_panel(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, float* y, int64_t ys, __mmask16 rmask) {
+  int64_t i = 0;
+  for (; i + 24 <= P.np; i += 24) micro<Q4, ASYM, 24, 1>(tile, L, P, i, y + i * ys, ys, rmask);
+  if (P.np - i >= 16) { micro<Q4, ASYM, 16, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 16; }
+  if (P.np - i >= 8) { micro<Q4, ASYM, 8, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 8; }
+  if (P.np - i >= 4) { micro<Q4, ASYM, 4, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 4; }
+  if (P.np - i >= 2) { micro<Q4, ASYM, 2, 2>(tile, L, P, i, y + i * ys, ys, rmask); i += 2; }
+  if (P.np - i >= 1) micro<Q4, ASYM, 1, 4>(tile, L, P, i, y + i * ys, ys, rmask);
 }
 
 template <bool Q4, bool ASYM>
 void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
-  static constexpr auto table = micro_table<Q4, ASYM>(std::make_index_sequence<kPanel>());
   const QuantLayout& L = a.L;
   const ActLayout& A = a.A;
   // Panels that share the L2 while a thread sweeps its tiles.
@@ -156,8 +213,7 @@ void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
       const __mmask16 rmask = tail_mask(L.rows - tile * kTileRows);
       for (int64_t p = pg; p < pe; ++p) {
         const ActPanel P = act_panel(A, a.acts, p);
-        table[static_cast<size_t>(P.np)](tp, L, P, a.y + p * A.panel * a.y_stride + tile * kTileRows, a.y_stride,
-                                         rmask);
+        micro_panel<Q4, ASYM>(tp, L, P, a.y + p * A.panel * a.y_stride + tile * kTileRows, a.y_stride, rmask);
       }
     }
   }
@@ -219,19 +275,19 @@ void rows_direct(const WeightMatrix& w, int64_t r0, const float* x, int64_t n_to
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* xt = x + t * cols;
     __m512 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     const std::byte* base = w.data + static_cast<size_t>(r0 * cols) * esz;
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16) {
       const __m512 xv = _mm512_loadu_ps(xt + c);
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(load_w<F>(base, r * cols + c, 0xFFFF), xv, acc[r]);
+      PHINFER_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(load_w<F>(base, r * cols + c, 0xFFFF), xv, acc[r]);
     }
     if (c < cols) {
       const __mmask16 m = tail_mask(cols - c);
       const __m512 xv = _mm512_maskz_loadu_ps(m, xt + c);
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_mask3_fmadd_ps(load_w<F>(base, r * cols + c, m), xv, acc[r], m);
+      PHINFER_UNROLL for (int r = 0; r < R; ++r) acc[r] = _mm512_mask3_fmadd_ps(load_w<F>(base, r * cols + c, m), xv, acc[r], m);
     }
-    for (int r = 0; r < R; ++r) y[t * ys + r0 + r] = reduce16(acc[r]);
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) y[t * ys + r0 + r] = reduce16(acc[r]);
   }
 }
 
@@ -239,28 +295,28 @@ void rows_direct(const WeightMatrix& w, int64_t r0, const float* x, int64_t n_to
 template <int R, int TT>
 void rows_tokens(const float* wr, int64_t ld, const float* x, int64_t cols, float* y, int64_t ys) {
   __m512 acc[R][TT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+  PHINFER_UNROLL for (int r = 0; r < R; ++r)
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= cols; c += 16) {
     __m512 xv[TT];
-    for (int t = 0; t < TT; ++t) xv[t] = _mm512_loadu_ps(x + t * cols + c);
-    for (int r = 0; r < R; ++r) {
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) xv[t] = _mm512_loadu_ps(x + t * cols + c);
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) {
       const __m512 wv = _mm512_loadu_ps(wr + r * ld + c);
-      for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+      PHINFER_UNROLL for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
   if (c < cols) {
     const __mmask16 m = tail_mask(cols - c);
     __m512 xv[TT];
-    for (int t = 0; t < TT; ++t) xv[t] = _mm512_maskz_loadu_ps(m, x + t * cols + c);
-    for (int r = 0; r < R; ++r) {
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) xv[t] = _mm512_maskz_loadu_ps(m, x + t * cols + c);
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) {
       const __m512 wv = _mm512_maskz_loadu_ps(m, wr + r * ld + c);
-      for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
+      PHINFER_UNROLL for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) y[t * ys + r] = reduce16(acc[r][t]);
+  PHINFER_UNROLL for (int r = 0; r < R; ++r)
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) y[t * ys + r] = reduce16(acc[r][t]);
 }
 
 template <int R>

@@ -8,6 +8,10 @@
 #include "kernels/matrix.h"
 #include "kernels/quant.h"
 
+// Complete unrolling of the short constant-trip loops of the micro-kernels, so that accumulator
+// arrays live in registers at -O2 as well as -O3.
+#define PHINFER_UNROLL _Pragma("GCC unroll 32")
+
 namespace phinfer::kernels::detail {
 
 inline constexpr int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }

@@ -101,34 +101,34 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
   constexpr int U = Q4 ? (S >= 2 ? S / 2 : 1) : S;
   constexpr int SUB = Q4 ? 2 : 1;
   __m256 facc[H][T];
-  for (int h = 0; h < H; ++h)
-    for (int i = 0; i < T; ++i) facc[h][i] = _mm256_setzero_ps();
+  PHINFER_UNROLL for (int h = 0; h < H; ++h)
+    PHINFER_UNROLL for (int i = 0; i < T; ++i) facc[h][i] = _mm256_setzero_ps();
   const int64_t nb = L.n_blocks;
   for (int64_t j = 0; j < nb; ++j) {
     const int64_t nk = j + 1 < nb ? L.block_chunks : L.block_n_chunks(j);
     __m256i acc[H][T][S];
-    for (int h = 0; h < H; ++h)
-      for (int i = 0; i < T; ++i) {
+    PHINFER_UNROLL for (int h = 0; h < H; ++h)
+      PHINFER_UNROLL for (int i = 0; i < T; ++i) {
         acc[h][i][0] = _mm256_set1_epi32(P.corr[j * T + i]);
-        for (int s = 1; s < S; ++s) acc[h][i][s] = _mm256_setzero_si256();
+        PHINFER_UNROLL for (int s = 1; s < S; ++s) acc[h][i][s] = _mm256_setzero_si256();
       }
     auto step = [&](const uint8_t* wp, const int8_t* xp, int slot) {
-      for (int h = 0; h < H; ++h) {
+      PHINFER_UNROLL for (int h = 0; h < H; ++h) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32 * h));
         if constexpr (Q4) {
           const __m256i lo = _mm256_and_si256(v, m4);
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
           const int slo = S >= 2 ? 2 * slot : 0, shi = S >= 2 ? 2 * slot + 1 : 0;
-          for (int i = 0; i < T; ++i) acc[h][i][slo] = dot4<true>(acc[h][i][slo], lo, bcast4(xp + i * 4));
-          for (int i = 0; i < T; ++i) acc[h][i][shi] = dot4<true>(acc[h][i][shi], hi, bcast4(xp + (T + i) * 4));
+          PHINFER_UNROLL for (int i = 0; i < T; ++i) acc[h][i][slo] = dot4<true>(acc[h][i][slo], lo, bcast4(xp + i * 4));
+          PHINFER_UNROLL for (int i = 0; i < T; ++i) acc[h][i][shi] = dot4<true>(acc[h][i][shi], hi, bcast4(xp + (T + i) * 4));
         } else {
-          for (int i = 0; i < T; ++i) acc[h][i][slot] = dot4<false>(acc[h][i][slot], v, bcast4(xp + i * 4));
+          PHINFER_UNROLL for (int i = 0; i < T; ++i) acc[h][i][slot] = dot4<false>(acc[h][i][slot], v, bcast4(xp + i * 4));
         }
       }
     };
     int64_t k = 0;
     for (; k + U <= nk; k += U) {
-      for (int u = 0; u < U; ++u) step(wq + 64 * u, xq + u * SUB * T * 4, u);
+      PHINFER_UNROLL for (int u = 0; u < U; ++u) step(wq + 64 * u, xq + u * SUB * T * 4, u);
       wq += 64 * U;
       xq += U * SUB * T * 4;
     }
@@ -137,13 +137,13 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
       wq += 64;
       xq += SUB * T * 4;
     }
-    for (int h = 0; h < H; ++h) {
+    PHINFER_UNROLL for (int h = 0; h < H; ++h) {
       const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 8 * h)));
       __m256 m = _mm256_setzero_ps();
       if constexpr (ASYM) m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mn + 8 * h)));
-      for (int i = 0; i < T; ++i) {
+      PHINFER_UNROLL for (int i = 0; i < T; ++i) {
         __m256i I = acc[h][i][0];
-        for (int s = 1; s < S; ++s) I = _mm256_add_epi32(I, acc[h][i][s]);
+        PHINFER_UNROLL for (int s = 1; s < S; ++s) I = _mm256_add_epi32(I, acc[h][i][s]);
         const __m256 ds = _mm256_mul_ps(d, _mm256_set1_ps(P.dx[j * T + i]));
         facc[h][i] = _mm256_fmadd_ps(ds, _mm256_cvtepi32_ps(I), facc[h][i]);
         if constexpr (ASYM) facc[h][i] = _mm256_fmadd_ps(m, _mm256_set1_ps(P.dxs[j * T + i]), facc[h][i]);
@@ -152,10 +152,10 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
     sc += sc_step;
     mn += sc_step;
   }
-  for (int h = 0; h < H; ++h) {
+  PHINFER_UNROLL for (int h = 0; h < H; ++h) {
     const int64_t nr = valid_rows - 8 * (h0 + h);
     if (nr <= 0) break;
-    for (int i = 0; i < T; ++i) {
+    PHINFER_UNROLL for (int i = 0; i < T; ++i) {
       float* yp = y + i * ys + 8 * (h0 + h);
       if (nr >= 8)
         _mm256_storeu_ps(yp, facc[h][i]);
@@ -274,46 +274,46 @@ void rows_direct(const WeightMatrix& w, int64_t r0, const float* x, int64_t n_to
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* xt = x + t * cols;
     V16 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) acc[r] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16) {
       const V16 xv = load_x16(xt + c);
-      for (int r = 0; r < R; ++r) acc[r] = fma16(load_w16<F>(base, r * cols + c), xv, acc[r]);
+      PHINFER_UNROLL for (int r = 0; r < R; ++r) acc[r] = fma16(load_w16<F>(base, r * cols + c), xv, acc[r]);
     }
     if (c < cols) {
       const V16 xv = load_x16_tail(xt + c, cols - c);
-      for (int r = 0; r < R; ++r)
+      PHINFER_UNROLL for (int r = 0; r < R; ++r)
         acc[r] = fma16_tail(load_w16_tail<F>(base, r * cols + c, cols - c), xv, acc[r], cols - c);
     }
-    for (int r = 0; r < R; ++r) y[t * ys + r0 + r] = reduce16(acc[r]);
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) y[t * ys + r0 + r] = reduce16(acc[r]);
   }
 }
 
 template <int R, int TT>
 void rows_tokens(const float* wr, int64_t ld, const float* x, int64_t cols, float* y, int64_t ys) {
   V16 acc[R][TT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) acc[r][t] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  PHINFER_UNROLL for (int r = 0; r < R; ++r)
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) acc[r][t] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   int64_t c = 0;
   for (; c + 16 <= cols; c += 16) {
     V16 xv[TT];
-    for (int t = 0; t < TT; ++t) xv[t] = load_x16(x + t * cols + c);
-    for (int r = 0; r < R; ++r) {
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) xv[t] = load_x16(x + t * cols + c);
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) {
       const V16 wv = load_x16(wr + r * ld + c);
-      for (int t = 0; t < TT; ++t) acc[r][t] = fma16(wv, xv[t], acc[r][t]);
+      PHINFER_UNROLL for (int t = 0; t < TT; ++t) acc[r][t] = fma16(wv, xv[t], acc[r][t]);
     }
   }
   if (c < cols) {
     const int64_t n = cols - c;
     V16 xv[TT];
-    for (int t = 0; t < TT; ++t) xv[t] = load_x16_tail(x + t * cols + c, n);
-    for (int r = 0; r < R; ++r) {
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) xv[t] = load_x16_tail(x + t * cols + c, n);
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) {
       const V16 wv = load_x16_tail(wr + r * ld + c, n);
-      for (int t = 0; t < TT; ++t) acc[r][t] = fma16_tail(wv, xv[t], acc[r][t], n);
+      PHINFER_UNROLL for (int t = 0; t < TT; ++t) acc[r][t] = fma16_tail(wv, xv[t], acc[r][t], n);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) y[t * ys + r] = reduce16(acc[r][t]);
+  PHINFER_UNROLL for (int r = 0; r < R; ++r)
+    PHINFER_UNROLL for (int t = 0; t < TT; ++t) y[t * ys + r] = reduce16(acc[r][t]);
 }
 
 template <int R>

@@ -19,6 +19,8 @@
 
 #include "kernels/isa.h"
 
+#define PHINFER_UNROLL _Pragma("GCC unroll 32")
+
 namespace phinfer::kernels {
 namespace {
 
@@ -35,30 +37,30 @@ std::atomic<uint64_t> g_sink{0};  // keeps results observable
 __attribute__((target("avx512f"))) uint64_t read_avx512(const std::byte* p, size_t n) {
   const size_t per = n / kStreams;
   __m512i acc[kStreams];
-  for (int s = 0; s < kStreams; ++s) acc[s] = _mm512_setzero_si512();
+  PHINFER_UNROLL for (int s = 0; s < kStreams; ++s) acc[s] = _mm512_setzero_si512();
   for (size_t off = 0; off < per; off += 256)
-    for (int s = 0; s < kStreams; ++s) {
+    PHINFER_UNROLL for (int s = 0; s < kStreams; ++s) {
       const __m512i* q = reinterpret_cast<const __m512i*>(p + s * per + off);
       acc[s] = _mm512_xor_si512(acc[s], _mm512_xor_si512(_mm512_xor_si512(_mm512_load_si512(q), _mm512_load_si512(q + 1)),
                                                          _mm512_xor_si512(_mm512_load_si512(q + 2), _mm512_load_si512(q + 3))));
     }
   __m512i a = acc[0];
-  for (int s = 1; s < kStreams; ++s) a = _mm512_xor_si512(a, acc[s]);
+  PHINFER_UNROLL for (int s = 1; s < kStreams; ++s) a = _mm512_xor_si512(a, acc[s]);
   return static_cast<uint64_t>(_mm512_reduce_add_epi64(a));
 }
 
 __attribute__((target("avx2"))) uint64_t read_avx2(const std::byte* p, size_t n) {
   const size_t per = n / kStreams;
   __m256i acc[kStreams];
-  for (int s = 0; s < kStreams; ++s) acc[s] = _mm256_setzero_si256();
+  PHINFER_UNROLL for (int s = 0; s < kStreams; ++s) acc[s] = _mm256_setzero_si256();
   for (size_t off = 0; off < per; off += 128)
-    for (int s = 0; s < kStreams; ++s) {
+    PHINFER_UNROLL for (int s = 0; s < kStreams; ++s) {
       const __m256i* q = reinterpret_cast<const __m256i*>(p + s * per + off);
       acc[s] = _mm256_xor_si256(acc[s], _mm256_xor_si256(_mm256_xor_si256(_mm256_load_si256(q), _mm256_load_si256(q + 1)),
                                                          _mm256_xor_si256(_mm256_load_si256(q + 2), _mm256_load_si256(q + 3))));
     }
   __m256i a = acc[0];
-  for (int s = 1; s < kStreams; ++s) a = _mm256_xor_si256(a, acc[s]);
+  PHINFER_UNROLL for (int s = 1; s < kStreams; ++s) a = _mm256_xor_si256(a, acc[s]);
   return static_cast<uint64_t>(_mm256_extract_epi64(a, 0) ^ _mm256_extract_epi64(a, 3));
 }
 
@@ -66,12 +68,12 @@ uint64_t read_scalar(const std::byte* p, size_t n) {
   const size_t per = n / kStreams;
   uint64_t acc[kStreams] = {};
   for (size_t off = 0; off < per; off += 64)
-    for (int s = 0; s < kStreams; ++s) {
+    PHINFER_UNROLL for (int s = 0; s < kStreams; ++s) {
       const uint64_t* q = reinterpret_cast<const uint64_t*>(p + s * per + off);
       for (int k = 0; k < 8; ++k) acc[s] ^= q[k];
     }
   uint64_t a = 0;
-  for (int s = 0; s < kStreams; ++s) a ^= acc[s];
+  PHINFER_UNROLL for (int s = 0; s < kStreams; ++s) a ^= acc[s];
   return a;
 }
 
@@ -81,35 +83,35 @@ constexpr int kChains = 16;
 
 __attribute__((target("avx512f,avx512vnni"))) uint64_t dot_avx512(int64_t iters) {
   __m512i acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
+  PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
   const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
   for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+    PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
   __m512i s = acc[0];
-  for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
+  PHINFER_UNROLL for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
   return static_cast<uint64_t>(_mm512_reduce_add_epi32(s));
 }
 
 __attribute__((target("avx2,avxvnni"))) uint64_t dot_avxvnni(int64_t iters) {
   __m256i acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi32(i);
+  PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi32(i);
   const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2);
   for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_dpbusd_avx_epi32(acc[i], a, b);
+    PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm256_dpbusd_avx_epi32(acc[i], a, b);
   __m256i s = acc[0];
-  for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
+  PHINFER_UNROLL for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
   return static_cast<uint64_t>(_mm256_extract_epi32(s, 0));
 }
 
 __attribute__((target("avx2"))) uint64_t dot_avx2(int64_t iters) {
   __m256i acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi32(i);
+  PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi32(i);
   const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
   for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < kChains; ++i)
+    PHINFER_UNROLL for (int i = 0; i < kChains; ++i)
       acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
   __m256i s = acc[0];
-  for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
+  PHINFER_UNROLL for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
   return static_cast<uint64_t>(_mm256_extract_epi32(s, 0));
 }
 
@@ -119,9 +121,9 @@ uint64_t dot_scalar(int64_t iters) {
   const uint8_t a = static_cast<uint8_t>(va);
   const int8_t b = vb;
   for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < kChains; ++i) acc[i] += a * b + static_cast<int32_t>(it & 1);
+    PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] += a * b + static_cast<int32_t>(it & 1);
   uint64_t s = 0;
-  for (int i = 0; i < kChains; ++i) s += static_cast<uint64_t>(acc[i]);
+  PHINFER_UNROLL for (int i = 0; i < kChains; ++i) s += static_cast<uint64_t>(acc[i]);
   return s;
 }
 
