@@ -87,6 +87,25 @@ TEST(TokenizerGolden, Phi3Mini4k) { check_golden("phi3-mini-4k.jsonl", "phi3-min
 TEST(TokenizerGolden, Phi35Mini) { check_golden("phi3.5-mini.jsonl", "phi3.5-mini-instruct"); }
 TEST(TokenizerGolden, Phi4Mini) { check_golden("phi4-mini.jsonl", "phi4-mini-instruct"); }
 
+// The chat goldens' `ids`: each rendered conversation encoded without adding special tokens.
+TEST(TokenizerGolden, ChatRenderedIds) {
+  for (const char* folder : {"phi3-mini-4k-instruct", "phi3-mini-128k-instruct-2024-04",
+                             "phi3-mini-128k-instruct-2024-07", "phi3.5-mini-instruct",
+                             "phi4-mini-instruct"}) {
+    const Tokenizer& tok = tokenizer(folder);
+    size_t lines = 0, exact = 0;
+    for (const json& line : read_jsonl(shared_path(std::string("golden/chat/") + folder + ".jsonl"))) {
+      ++lines;
+      const auto expected = line.at("ids").get<std::vector<int32_t>>();
+      const auto ids = tok.encode(line.at("rendered").get<std::string>(), false);
+      if (ids == expected) ++exact;
+      EXPECT_EQ(show(ids), show(expected)) << folder << " line " << lines;
+    }
+    EXPECT_GE(lines, 6u);
+    std::cout << "[ golden   ] chat/" << folder << ".jsonl: ids exact " << exact << "/" << lines << "\n";
+  }
+}
+
 // Which field decides BOS: the tokenizer.json post-processor (as in HF tokenizers and
 // transformers.js), not tokenizer_config.json's add_bos_token. In the raw 2024-04 128k files the
 // two disagree (add_bos_token true, post-processor adds nothing).
