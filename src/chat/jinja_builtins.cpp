@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -53,12 +54,6 @@ class Params {
 };
 
 Value str_value(std::string s) { return Value(Json(std::move(s))); }
-
-// An indentation of n spaces (indent, tojson); absurd widths are errors, not huge allocations.
-std::string spaces(int64_t n) {
-  if (n > 4096) throw RuntimeError("indent width " + std::to_string(n) + " is too large");
-  return std::string(static_cast<size_t>(std::max<int64_t>(n, 0)), ' ');
-}
 Value bool_value(bool b) { return Value(Json(b)); }
 Value int_value(int64_t i) { return Value(Json(i)); }
 
@@ -78,6 +73,12 @@ const std::string& require_str(const Value& v, const char* what) {
 Json to_json(const Value& v) {
   if (v.is_json()) return v.json();
   throw RuntimeError("Object of type " + type_name(v) + " is not JSON serializable");
+}
+
+// An indentation of n spaces (indent, tojson); absurd widths are errors, not huge allocations.
+std::string spaces(int64_t n) {
+  if (n > 4096) throw RuntimeError("indent width " + std::to_string(n) + " is too large");
+  return std::string(static_cast<size_t>(std::max<int64_t>(n, 0)), ' ');
 }
 
 Value make_callable(std::string name, std::function<Value(const CallArgs&)> fn) {
@@ -109,6 +110,7 @@ Value f_abs(const Value& v, const CallArgs& args) {
   Params p("abs", args, {});
   if (v.is_json() && v.json().is_number_float()) return Value(Json(std::fabs(v.json().get<double>())));
   int64_t i = as_int(v, "abs() argument");
+  if (i == INT64_MIN) throw RuntimeError("integer overflow");
   return int_value(i < 0 ? -i : i);
 }
 

@@ -471,6 +471,7 @@ void dump(const Json& j, const JsonStyle& style, int level, std::string& out) {
   auto newline = [&](int lvl) {
     out += '\n';
     for (int i = 0; i < lvl; ++i) out += *style.indent;
+    check_size(out.size());  // indentation can multiply the size of a big value
   };
   switch (j.type()) {
     case Json::value_t::null: out += "null"; return;
