@@ -17,22 +17,30 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until pred() or about `budget` has passed; returns pred().
+// Waits for pred(): pause-spins for up to kSpin, then yields the CPU (other runnable threads,
+// such as this pool's own workers on an oversubscribed machine, get to run) up to kYield; returns
+// pred() (false: the caller blocks on its condition variable).
+constexpr std::chrono::microseconds kSpin{50}, kYield{300};
+
 template <typename Pred>
-bool spin_until(Pred pred, std::chrono::microseconds budget) {
-  auto deadline = std::chrono::steady_clock::time_point{};
+bool spin_until(Pred pred) {
+  auto start = std::chrono::steady_clock::time_point{};
+  bool yielding = false;
   for (uint32_t i = 0;; ++i) {
     if (pred()) return true;
     if ((i & 63) == 63) {
       const auto now = std::chrono::steady_clock::now();
-      if (deadline == std::chrono::steady_clock::time_point{}) deadline = now + budget;
-      else if (now >= deadline) return pred();
+      if (start == std::chrono::steady_clock::time_point{}) start = now;
+      const auto waited = now - start;
+      if (waited >= kYield) return pred();
+      yielding = waited >= kSpin;
     }
-    cpu_relax();
+    if (yielding)
+      std::this_thread::yield();
+    else
+      cpu_relax();
   }
 }
-
-constexpr std::chrono::microseconds kSpin{1000};
 
 std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int index) {
   int64_t base = n / parts, extra = n % parts;
@@ -89,7 +97,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
   auto [b, e] = chunk(n, size(), 0);
   if (b < e) fn(b, e);
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, kSpin)) {
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lock(mu_);
     caller_waiting_.store(true);
     done_.wait(lock, [&] { return pending_.load() == 0; });
@@ -101,7 +109,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; }, kSpin)) {
+    if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
       std::unique_lock<std::mutex> lock(mu_);
       sleepers_.fetch_add(1);  // seq_cst, then re-check the generation under the lock
       wake_.wait(lock, [&] { return generation_.load() != seen; });
