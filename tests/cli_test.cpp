@@ -169,3 +169,61 @@ TEST(Cli, MakeSyntheticTinyThenGenerate) {
 
 }  // namespace
 }  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(Cli, BenchRunsOnATinyModelAndReportsEveryKey) {
+  auto dir = test::shared_path("models/stories260K-phi3");
+  auto chart = test::temp_dir("cli_bench") / "latency.svg";
+  auto r = run_cli("bench -m " + q(dir) + " -p 16 -n 8 -r 2 --threads 1 --json --chart " + q(chart));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"load_ms", "ttft_ms", "prefill_tokens_per_s", "decode_tokens_per_s", "peak_rss_bytes",
+                          "weight_bytes_per_token", "read_bandwidth_gb_s", "decode_bandwidth_use", "int8_peak_gops",
+                          "prefill_compute_use"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  for (const char* key : {"p50", "p90", "p99"}) EXPECT_GT(j["per_token_ms"][key].get<double>(), 0.0) << key;
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["read_bandwidth_gb_s"].get<double>(), 0.0);
+  EXPECT_GT(j["int8_peak_gops"].get<double>(), 0.0);
+  // stories260K: 5 layers x (qkv 128x64 + o 64x64 + gate_up 344x64 + down 64x172) + lm_head 512x64, fp32.
+  EXPECT_EQ(j["weight_bytes_per_token"].get<uint64_t>(), (5u * (128 * 64 + 64 * 64 + 344 * 64 + 64 * 172) + 512 * 64) * 4u);
+  std::ifstream svg(chart);
+  std::string text((std::istreambuf_iterator<char>(svg)), {});
+  EXPECT_NE(text.find("<polyline"), std::string::npos);
+}
+
+TEST(Cli, ConvertThenRunTheModelFile) {
+  auto dir = test::shared_path("models/stories260K-phi3");
+  auto out = test::temp_dir("cli_convert");
+  auto r = run_cli("convert -m " + q(dir) + " -o " + q(out / "s.phi") + " --weight-format int4 --group-size 32 --ratio 0.5 --sym");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("bits per weight"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("q4 g32 sym"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("q8 per-channel asym"), std::string::npos) << r.out;
+  r = run_cli("generate -m " + q(out / "s.phi") + " -p 'Once upon a time' --max-new-tokens 16 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["output_ids"].size(), 16u);
+  r = run_cli("tokenize -m " + q(out / "s.phi") + " 'Once upon a time'");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], nlohmann::json({1, 403, 407, 261, 378}));
+  // On the fly with a cache: the second run starts from the cached file.
+  auto cache = out / "cache";
+  for (int i = 0; i < 2; ++i) {
+    r = run_cli("generate -m " + q(dir) + " --weight-format int8 --cache-dir " + q(cache) + " -p 'Lily' --max-new-tokens 4 --json");
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(cache), {}), 1);
+  r = run_cli("perplexity -m " + q(out / "s.phi") + " -f " + q(out / "missing.txt"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("missing.txt"), std::string::npos);
+  std::ofstream(out / "text.txt") << "Once upon a time, there was a little girl named Lily. She loved to play outside.\n";
+  r = run_cli("compare -m " + q(out / "s.phi") + " --ref " + q(dir) + " -f " + q(out / "text.txt") + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["top1_agreement"].get<double>(), 0.5);
+  EXPECT_GE(j["mean_kl"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace phinfer

@@ -329,3 +329,32 @@ TEST_F(PipelineTest, StopStringSplitOverSeveralTokens) {
 
 }  // namespace
 }  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(Phi4Generation, PaddingIdsPastTheTokenizerDecodeToNothing) {
+  // phi4-tiny-synth: 200064 embedding rows, the tokenizer ends at 200028. Ids in between are valid
+  // model inputs/outputs with no text (as in Hugging Face's decode), never an error.
+  Pipeline p = Pipeline::load(test::shared_path("models/phi4-tiny-synth"));
+  GenerationConfig gc;
+  gc.max_new_tokens = 16;
+  gc.do_sample = true;
+  gc.temperature = 5.0;
+  gc.top_k = 0;
+  gc.seed = 1;
+  gc.ignore_eos = true;
+  gc.skip_prompt = false;
+  gc.return_full_text = true;
+  std::string streamed;
+  auto r = p.generate(std::vector<int32_t>{200022, 9906, 200050, 200063}, gc, [&](std::string_view t) {
+    streamed += t;
+    return true;
+  });
+  EXPECT_EQ(r.output_ids.size(), 16u);
+  EXPECT_EQ(streamed, r.text);
+  EXPECT_EQ(r.text.rfind("Hello", 0), 0u) << r.text;  // <|system|> is special: skipped
+}
+
+}  // namespace
+}  // namespace phinfer

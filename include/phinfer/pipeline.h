@@ -32,6 +32,7 @@ struct GenerationConfig {
   bool skip_special_tokens = true;
   // Extra stop ids; the checkpoint's eos ids (generation_config.json, config.json) and <|end|> always stop.
   std::vector<int32_t> extra_eos_token_ids;
+  bool ignore_eos = false;        // generate max_new_tokens whatever comes (benchmarks)
   // Stop when the generated text contains one of these (matched across token boundaries); the stop
   // text itself is neither streamed nor returned.
   std::vector<std::string> stop_strings;

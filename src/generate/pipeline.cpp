@@ -159,11 +159,18 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
   std::optional<Tokenizer::StreamDecoder> decoder;
   if (impl_->tokenizer) decoder.emplace(*impl_->tokenizer, gc.skip_special_tokens);
   StopStringMatcher matcher(gc.stop_strings);
+  const int32_t tokenizer_size = impl_->tokenizer ? impl_->tokenizer->vocab_size() : 0;
+  auto text_of = [&](const std::vector<int32_t>& ids) {
+    std::vector<int32_t> known;
+    for (int32_t id : ids)
+      if (id < tokenizer_size) known.push_back(id);
+    return impl_->tokenizer->decode(known, gc.skip_special_tokens);
+  };
   bool stopped = false;
   auto emit = [&](const std::string& text) {
     if (!stopped && streamer && !text.empty() && !streamer(text)) stopped = true;
   };
-  if (streamer && !gc.skip_prompt && impl_->tokenizer) emit(impl_->tokenizer->decode(r.prompt_ids, gc.skip_special_tokens));
+  if (streamer && !gc.skip_prompt && impl_->tokenizer) emit(text_of(r.prompt_ids));
 
   const auto start = Clock::now();
   if (!state.impl->seq || state.impl->owner != impl_.get()) {
@@ -187,14 +194,16 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
     if (step == 0) r.stats.ttft_ms = ms_since(start);
     r.stats.per_token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - last_token_time).count());
     last_token_time = Clock::now();
-    if (decoder) {
+    // Ids past the tokenizer's vocabulary (embedding padding rows, e.g. Phi-4-mini's 200029..200063)
+    // have no text, as in Hugging Face's decode.
+    if (decoder && id < tokenizer_size) {
       emit(matcher.push(decoder->push(id)));
       if (matcher.matched()) {
         r.finish_reason = "stop";
         break;
       }
     }
-    if (std::binary_search(stops.begin(), stops.end(), id)) {
+    if (!gc.ignore_eos && std::binary_search(stops.begin(), stops.end(), id)) {
       r.finish_reason = "eos";
       break;
     }
@@ -207,8 +216,8 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
     r.stats.decode_tokens_per_s = decode_ms > 0 ? static_cast<double>(r.output_ids.size() - 1) * 1000.0 / decode_ms : 0;
   }
   if (impl_->tokenizer) {
-    r.text = matcher.matched() ? matcher.text() : impl_->tokenizer->decode(r.output_ids, gc.skip_special_tokens);
-    if (gc.return_full_text) r.text = impl_->tokenizer->decode(r.prompt_ids, gc.skip_special_tokens) + r.text;
+    r.text = matcher.matched() ? matcher.text() : text_of(r.output_ids);
+    if (gc.return_full_text) r.text = text_of(r.prompt_ids) + r.text;
   }
   return r;
 }

@@ -1,0 +1,206 @@
+// phinfer bench: load time, time to first token, prefill and decode speed, per-token latency, peak
+// memory, and how close decode and prefill come to the machine's limits, measured in the same run.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "kernels/isa.h"
+#include "kernels/probe.h"
+#include "phinfer/error.h"
+
+namespace phinfer::cli {
+namespace {
+
+struct BenchArgs {
+  ModelArgs model;
+  int64_t prompt_tokens = 512, gen_tokens = 128;
+  int reps = 5;
+  bool json = false;
+  std::string chart;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double rank = p / 100.0 * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(rank);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (rank - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<uint64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+// Per-token decode latency of every repetition as an SVG line chart.
+void write_chart(const std::string& path, const std::vector<std::vector<double>>& runs, const std::string& title) {
+  const double W = 760, H = 360, L = 60, R = 20, T = 40, B = 50;
+  double ymax = 0;
+  size_t xmax = 1;
+  for (const auto& r : runs) {
+    for (double v : r) ymax = std::max(ymax, v);
+    xmax = std::max(xmax, r.size());
+  }
+  ymax = ymax > 0 ? ymax * 1.1 : 1;
+  std::ofstream out(path);
+  if (!out) throw Error(path + ": cannot write the chart");
+  char buf[256];
+  out << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='12'>\n";
+  out << "<rect width='100%' height='100%' fill='white'/>\n";
+  out << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='14'>" << title << "</text>\n";
+  out << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
+  out << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << H - B << "' stroke='black'/>\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double v = ymax * i / 4, y = H - B - (H - T - B) * i / 4;
+    std::snprintf(buf, sizeof buf, "<text x='%g' y='%g' text-anchor='end'>%.1f</text><line x1='%g' y1='%g' x2='%g' y2='%g' stroke='#ddd'/>\n",
+                  L - 6, y + 4, v, L, y, W - R, y);
+    out << buf;
+  }
+  out << "<text x='" << W / 2 << "' y='" << H - 12 << "' text-anchor='middle'>generated token</text>\n";
+  out << "<text x='16' y='" << H / 2 << "' transform='rotate(-90 16 " << H / 2 << ")' text-anchor='middle'>latency (ms)</text>\n";
+  const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
+  for (size_t r = 0; r < runs.size(); ++r) {
+    out << "<polyline fill='none' stroke-width='1.5' stroke='" << colors[r % 6] << "' points='";
+    for (size_t i = 0; i < runs[r].size(); ++i) {
+      const double x = L + (W - L - R) * static_cast<double>(i) / static_cast<double>(std::max<size_t>(xmax - 1, 1));
+      const double y = H - B - (H - T - B) * runs[r][i] / ymax;
+      std::snprintf(buf, sizeof buf, "%.1f,%.1f ", x, y);
+      out << buf;
+    }
+    out << "'/>\n";
+  }
+  out << "</svg>\n";
+}
+
+int run_bench(BenchArgs& a) {
+  if (a.prompt_tokens < 1 || a.gen_tokens < 2 || a.reps < 1)
+    throw Error("bench needs -p >= 1, -n >= 2 and -r >= 1");
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  Pipeline pipe = load_pipeline(a.model);
+  const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  const auto& cfg = pipe.config();
+  if (a.prompt_tokens + a.gen_tokens > cfg.max_position_embeddings)
+    throw Error("-p + -n exceed the model's context of " + std::to_string(cfg.max_position_embeddings) + " tokens");
+
+  // A fixed pseudo-random prompt of ordinary token ids (no special tokens).
+  std::mt19937 rng(1234);
+  const int32_t hi = static_cast<int32_t>(std::min<int64_t>(cfg.vocab_size, 32000));
+  std::uniform_int_distribution<int32_t> pick(std::min(3, hi - 1), hi - 1);
+  std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
+  for (auto& id : prompt) id = pick(rng);
+
+  GenerationConfig gc;
+  gc.max_new_tokens = a.gen_tokens;
+  gc.ignore_eos = true;
+  std::vector<double> ttft, prefill_tps, decode_tps, latencies;
+  std::vector<std::vector<double>> runs;
+  for (int r = 0; r < a.reps; ++r) {
+    GenerationResult res = pipe.generate(prompt, gc);
+    ttft.push_back(res.stats.ttft_ms);
+    prefill_tps.push_back(static_cast<double>(a.prompt_tokens) * 1000.0 / res.stats.ttft_ms);
+    decode_tps.push_back(res.stats.decode_tokens_per_s);
+    std::vector<double> per(res.stats.per_token_ms.begin() + 1, res.stats.per_token_ms.end());
+    latencies.insert(latencies.end(), per.begin(), per.end());
+    runs.push_back(per);
+    if (!a.json) std::fprintf(stderr, "run %d/%d: ttft %.1f ms, decode %.2f tokens/s\n", r + 1, a.reps, res.stats.ttft_ms, res.stats.decode_tokens_per_s);
+  }
+
+  const uint64_t rss = peak_rss_bytes();  // before the probes allocate their buffers
+  // The machine's limits, measured right after the runs with the same thread count.
+  double bandwidth = 0, int8_peak = 0;
+  {
+    kernels::ThreadPool pool(a.model.pipeline.threads);
+    for (int i = 0; i < 2; ++i) bandwidth = std::max(bandwidth, kernels::measure_read_bandwidth_gbs(pool));
+    int8_peak = kernels::measure_int8_peak_gops(pool);
+  }
+  const uint64_t weight_bytes = pipe.weight_bytes_per_token();
+  uint64_t macs_per_token = 0;  // multiply-adds of the layer matrices per prompt token
+  {
+    const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
+    macs_per_token = static_cast<uint64_t>(cfg.num_hidden_layers) *
+                     static_cast<uint64_t>((cfg.q_dim() + 2 * cfg.kv_dim()) * H + H * cfg.q_dim() + 2 * I * H + H * I);
+  }
+  const double decode = median(decode_tps), prefill = median(prefill_tps);
+  const double bw_use = bandwidth > 0 ? static_cast<double>(weight_bytes) * decode / (bandwidth * 1e9) : 0;
+  const double prefill_gops = 2.0 * static_cast<double>(macs_per_token) * prefill / 1e9;
+  const double compute_use = int8_peak > 0 ? prefill_gops / int8_peak : 0;
+  const double p50 = percentile(latencies, 50), p90 = percentile(latencies, 90), p99 = percentile(latencies, 99);
+
+  if (!a.chart.empty()) {
+    char title[160];
+    std::snprintf(title, sizeof title, "phinfer decode latency per token (%lld-token prompt, %d threads, %s)",
+                  static_cast<long long>(a.prompt_tokens), a.model.pipeline.threads,
+                  std::string(kernels::active_isa_name()).c_str());
+    write_chart(a.chart, runs, title);
+  }
+  if (a.json) {
+    print_json({{"model", pipe.model_path().string()},
+                {"isa", std::string(kernels::active_isa_name())},
+                {"threads", a.model.pipeline.threads},
+                {"prompt_tokens", a.prompt_tokens},
+                {"generated_tokens", a.gen_tokens},
+                {"repetitions", a.reps},
+                {"load_ms", load_ms},
+                {"ttft_ms", median(ttft)},
+                {"prefill_tokens_per_s", prefill},
+                {"decode_tokens_per_s", decode},
+                {"per_token_ms", {{"p50", p50}, {"p90", p90}, {"p99", p99}}},
+                {"peak_rss_bytes", rss},
+                {"weight_bytes_per_token", weight_bytes},
+                {"read_bandwidth_gb_s", bandwidth},
+                {"decode_bandwidth_use", bw_use},
+                {"int8_peak_gops", int8_peak},
+                {"prefill_gops", prefill_gops},
+                {"prefill_compute_use", compute_use}});
+    return 0;
+  }
+  std::printf("model                 %s (%s, %d threads)\n", pipe.model_path().c_str(), std::string(kernels::active_isa_name()).c_str(),
+              a.model.pipeline.threads);
+  std::printf("load                  %.1f ms\n", load_ms);
+  std::printf("time to first token   %.1f ms (median of %d, %lld-token prompt)\n", median(ttft), a.reps,
+              static_cast<long long>(a.prompt_tokens));
+  std::printf("prefill               %.2f tokens/s (%.1f GOP/s, %.1f%% of the int8 peak %.1f GOP/s)\n", prefill, prefill_gops,
+              100 * compute_use, int8_peak);
+  std::printf("decode                %.2f tokens/s (%lld tokens)\n", decode, static_cast<long long>(a.gen_tokens));
+  std::printf("per-token latency     p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n", p50, p90, p99);
+  std::printf("weights per token     %.1f MB; read bandwidth %.1f GB/s; decode uses %.1f%% of it\n", weight_bytes / 1e6, bandwidth,
+              100 * bw_use);
+  std::printf("peak RSS              %.1f MB\n", rss / 1e6);
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench(CLI::App& root) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* app = root.add_subcommand("bench", "Measure load, prefill and decode speed against the machine's limits");
+  add_model_options(app, a->model);
+  app->add_option("-p,--prompt-tokens", a->prompt_tokens, "Prompt length")->capture_default_str();
+  app->add_option("-n,--gen-tokens", a->gen_tokens, "Tokens to generate")->capture_default_str();
+  app->add_option("-r,--reps", a->reps, "Repetitions (medians are reported)")->capture_default_str();
+  app->add_flag("--json", a->json, "Print one JSON object");
+  app->add_option("--chart", a->chart, "Write per-token latency over the generation as an SVG chart");
+  return {app, [a] {
+            if (a->model.pipeline.threads <= 0) a->model.pipeline.threads = kernels::ThreadPool::default_threads();
+            return run_bench(*a);
+          }};
+}
+
+}  // namespace phinfer::cli
