@@ -19,8 +19,7 @@ struct RunResult {
 // Runs the phinfer binary with arguments (shell-quoted by the caller) and optional stdin text.
 RunResult run_cli(const std::string& args, const std::string& stdin_text = "") {
   static int counter = 0;
-  auto dir = std::filesystem::path(PHINFER_TEST_TMP) / "cli";
-  std::filesystem::create_directories(dir);
+  static const auto dir = test::temp_dir("cli_io");
   const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(counter++);
   auto in = dir / ("in_" + tag), err = dir / ("err_" + tag);
   std::ofstream(in) << stdin_text;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 namespace phinfer::test {
@@ -46,9 +47,18 @@ inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
   return out;
 }
 
-// A fresh scratch directory under the build tree for one test.
+// A fresh scratch directory under the build tree, private to this test process (ctest runs tests
+// in parallel processes) and removed when the process exits.
 inline std::filesystem::path temp_dir(const std::string& name) {
-  auto p = std::filesystem::path(PHINFER_TEST_TMP) / name;
+  struct ProcessRoot {
+    std::filesystem::path path = std::filesystem::path(PHINFER_TEST_TMP) / ("p" + std::to_string(::getpid()));
+    ~ProcessRoot() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static ProcessRoot root;
+  auto p = root.path / name;
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p;
