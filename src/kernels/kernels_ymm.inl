@@ -27,7 +27,9 @@ inline __m256i lane_mask(int64_t n) {  // lanes [0, n) all ones
 template <bool Q4>
 inline __m256i dot4(__m256i acc, __m256i w, __m256i x) {
 #if PHINFER_YMM_VNNI
-  return _mm256_dpbusd_avx_epi32(acc, w, x);
+  // In place, as asm: GCC 12 copies the accumulators of the intrinsic around every loop iteration.
+  __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x));
+  return acc;
 #else
   if constexpr (Q4) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
@@ -113,6 +115,7 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
         PHINFER_UNROLL for (int s = 1; s < S; ++s) acc[h][i][s] = _mm256_setzero_si256();
       }
     auto step = [&](const uint8_t* wp, const int8_t* xp, int slot) {
+      if constexpr (T <= 2) _mm_prefetch(reinterpret_cast<const char*>(wp) + 2048, _MM_HINT_T0);
       PHINFER_UNROLL for (int h = 0; h < H; ++h) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32 * h));
         if constexpr (Q4) {
