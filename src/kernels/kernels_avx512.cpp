@@ -200,61 +200,83 @@ void micro_panel(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, f
   if (P.np - i >= 1) micro<Q4, ASYM, 1, 4>(tile, L, P, i, y + i * ys, ys, rmask);
 }
 
-// Decode (one token): tiles ta and tb (from the two halves of a thread's range) side by side, so
-// that each thread keeps two weight streams in flight. Same numerics as micro<.., 1, ..>.
-template <bool Q4, bool ASYM>
-void decode2(const uint8_t* ta, const uint8_t* tb, const QuantLayout& L, const ActPanel& P, float* ya, float* yb,
-             __mmask16 mska, __mmask16 mskb) {
-  const uint8_t* wa = ta;
-  const uint8_t* wb = tb;
-  const uint16_t* sca = reinterpret_cast<const uint16_t*>(ta + L.quant_bytes);
-  const uint16_t* scb = reinterpret_cast<const uint16_t*>(tb + L.quant_bytes);
-  const uint16_t* mna = reinterpret_cast<const uint16_t*>(ta + L.quant_bytes + L.scale_bytes);
-  const uint16_t* mnb = reinterpret_cast<const uint16_t*>(tb + L.quant_bytes + L.scale_bytes);
+// Decode (one token): R tiles from R parts of a thread's range side by side, so that each thread
+// keeps R weight streams in flight. Same numerics as micro<.., 1, ..>.
+template <bool Q4, bool ASYM, int R>
+void decode_multi(const uint8_t* const* tiles, const QuantLayout& L, const ActPanel& P, float* const* ys,
+                  const __mmask16* masks) {
+  const uint8_t* w[R];
+  const uint16_t* sc[R];
+  const uint16_t* mn[R];
+  PHINFER_UNROLL for (int r = 0; r < R; ++r) {
+    w[r] = tiles[r];
+    sc[r] = reinterpret_cast<const uint16_t*>(tiles[r] + L.quant_bytes);
+    mn[r] = reinterpret_cast<const uint16_t*>(tiles[r] + L.quant_bytes + L.scale_bytes);
+  }
   const int64_t sc_step = L.n_scales > 1 ? kTileRows : 0;
   const int8_t* x = P.q;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  __m512 fa = _mm512_setzero_ps(), fb = _mm512_setzero_ps();
+  __m512 f[R];
+  PHINFER_UNROLL for (int r = 0; r < R; ++r) f[r] = _mm512_setzero_ps();
   const int64_t nb = L.n_blocks;
   for (int64_t j = 0; j < nb; ++j) {
     const int64_t nk = j + 1 < nb ? L.block_chunks : L.block_n_chunks(j);
-    __m512i a0 = _mm512_set1_epi32(P.corr[j]), a1 = _mm512_setzero_si512();
-    __m512i b0 = a0, b1 = _mm512_setzero_si512();
+    __m512i a0[R], a1[R];
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) {
+      a0[r] = _mm512_set1_epi32(P.corr[j]);
+      a1[r] = _mm512_setzero_si512();
+    }
     for (int64_t k = 0; k < nk; ++k) {
-      _mm_prefetch(reinterpret_cast<const char*>(wa) + 2048, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(wb) + 2048, _MM_HINT_T0);
-      const __m512i va = _mm512_loadu_si512(wa), vb = _mm512_loadu_si512(wb);
-      if constexpr (Q4) {
-        dpbusd(a0, _mm512_and_si512(va, m4), x);
-        dpbusd(b0, _mm512_and_si512(vb, m4), x);
-        dpbusd(a1, _mm512_and_si512(_mm512_srli_epi16(va, 4), m4), x + 4);
-        dpbusd(b1, _mm512_and_si512(_mm512_srli_epi16(vb, 4), m4), x + 4);
-        x += 8;
-      } else {
-        dpbusd(a0, va, x);
-        dpbusd(b0, vb, x);
-        x += 4;
+      PHINFER_UNROLL for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(w[r]) + 2048, _MM_HINT_T0);
+        const __m512i v = _mm512_loadu_si512(w[r]);
+        if constexpr (Q4) {
+          dpbusd(a0[r], _mm512_and_si512(v, m4), x);
+          dpbusd(a1[r], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), x + 4);
+        } else {
+          dpbusd(a0[r], v, x);
+        }
+        w[r] += 64;
       }
-      wa += 64;
-      wb += 64;
+      x += Q4 ? 8 : 4;
     }
     const __m512 dx = _mm512_set1_ps(P.dx[j]);
-    const __m512 da = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sca))), dx);
-    const __m512 db = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scb))), dx);
-    fa = _mm512_fmadd_ps(da, _mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), fa);
-    fb = _mm512_fmadd_ps(db, _mm512_cvtepi32_ps(_mm512_add_epi32(b0, b1)), fb);
-    if constexpr (ASYM) {
-      const __m512 dxs = _mm512_set1_ps(P.dxs[j]);
-      fa = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mna))), dxs, fa);
-      fb = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mnb))), dxs, fb);
-      mna += sc_step;
-      mnb += sc_step;
+    PHINFER_UNROLL for (int r = 0; r < R; ++r) {
+      const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc[r]))), dx);
+      f[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_add_epi32(a0[r], a1[r])), f[r]);
+      if constexpr (ASYM) {
+        const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn[r])));
+        f[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(P.dxs[j]), f[r]);
+        mn[r] += sc_step;
+      }
+      sc[r] += sc_step;
     }
-    sca += sc_step;
-    scb += sc_step;
   }
-  _mm512_mask_storeu_ps(ya, mska, fa);
-  _mm512_mask_storeu_ps(yb, mskb, fb);
+  PHINFER_UNROLL for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(ys[r], masks[r], f[r]);
+}
+
+// Decode over tiles [tile_begin, tile_end): kStreams sub-ranges walked side by side.
+template <bool Q4, bool ASYM>
+void decode(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
+  constexpr int kStreams = 4;
+  const QuantLayout& L = a.L;
+  const ActPanel P = act_panel(a.A, a.acts, 0);
+  const int64_t n = tile_end - tile_begin, per = n / kStreams;
+  const uint8_t* tiles[kStreams];
+  float* ys[kStreams];
+  __mmask16 masks[kStreams];
+  for (int64_t k = 0; k < per; ++k) {
+    for (int s = 0; s < kStreams; ++s) {
+      const int64_t t = tile_begin + s * per + k;
+      tiles[s] = reinterpret_cast<const uint8_t*>(a.w) + t * L.tile_bytes;
+      ys[s] = a.y + t * kTileRows;
+      masks[s] = tail_mask(L.rows - t * kTileRows);
+    }
+    decode_multi<Q4, ASYM, kStreams>(tiles, L, P, ys, masks);
+  }
+  for (int64_t t = tile_begin + kStreams * per; t < tile_end; ++t)
+    micro<Q4, ASYM, 1, 4>(reinterpret_cast<const uint8_t*>(a.w) + t * L.tile_bytes, L, P, 0, a.y + t * kTileRows,
+                          a.y_stride, tail_mask(L.rows - t * kTileRows));
 }
 
 template <bool Q4, bool ASYM>
@@ -262,19 +284,7 @@ void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
   const QuantLayout& L = a.L;
   const ActLayout& A = a.A;
   // Panels that share the L2 while a thread sweeps its tiles.
-  if (A.n_tokens == 1) {
-    const ActPanel P = act_panel(A, a.acts, 0);
-    const int64_t n = tile_end - tile_begin, h = (n + 1) / 2;
-    auto tile_ptr = [&](int64_t t) { return reinterpret_cast<const uint8_t*>(a.w) + t * L.tile_bytes; };
-    for (int64_t k = 0; k < n - h; ++k) {
-      const int64_t t0 = tile_begin + k, t1 = tile_begin + h + k;
-      decode2<Q4, ASYM>(tile_ptr(t0), tile_ptr(t1), L, P, a.y + t0 * kTileRows, a.y + t1 * kTileRows,
-                        tail_mask(L.rows - t0 * kTileRows), tail_mask(L.rows - t1 * kTileRows));
-    }
-    for (int64_t t = tile_begin + (n - h); t < tile_begin + h; ++t)
-      micro<Q4, ASYM, 1, 4>(tile_ptr(t), L, P, 0, a.y + t * kTileRows, a.y_stride, tail_mask(L.rows - t * kTileRows));
-    return;
-  }
+  if (A.n_tokens == 1) return decode<Q4, ASYM>(a, tile_begin, tile_end);
   const int64_t group = std::max<int64_t>(1, (512 << 10) / std::max<int64_t>(1, A.panel * L.padded_cols));
   for (int64_t pg = 0; pg < A.n_panels; pg += group) {
     const int64_t pe = std::min(A.n_panels, pg + group);
