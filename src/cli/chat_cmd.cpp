@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <clocale>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -19,6 +21,7 @@
 namespace phinfer::cli {
 namespace {
 
+// Set by SIGINT (interactive mode only). Cleared when a prompt is shown; an answer stops when it is set.
 std::atomic<bool> g_interrupted{false};
 
 void on_sigint(int) { g_interrupted = true; }
@@ -32,24 +35,31 @@ struct ChatArgs {
 };
 
 const char* kHelp =
-    "Commands: /reset  /system TEXT  /stats  /save FILE  /load FILE  /exit  (end a line with \\ to continue it)\n";
+    "Commands: /reset  /system TEXT  /stats  /save FILE  /load FILE  /exit  (end a line with \\ to continue it;\n"
+    "Ctrl-C stops an answer, Ctrl-D or /exit quits)\n";
 
 // Reads one message: interactive lines go through libedit; a trailing backslash continues the message.
+// Ctrl-C at a prompt drops what was typed (continuation lines too) and asks again.
 std::optional<std::string> read_message(bool interactive) {
   std::string message;
-  for (bool first = true;; first = false) {
+  bool first = true;
+  for (;;) {
     std::string line;
     if (interactive) {
       g_interrupted = false;
       char* raw = readline(first ? "> " : ". ");
       if (!raw) {
-        if (g_interrupted) {  // Ctrl-C at the prompt: discard the line, keep chatting
-          std::printf("\n");
+        if (g_interrupted) {  // Ctrl-C at the prompt: discard the message, keep chatting
+          std::fputs("^C\n", stdout);
+          std::fflush(stdout);
           message.clear();
           first = true;
           continue;
         }
-        return std::nullopt;  // Ctrl-D
+        if (!message.empty()) return message;  // Ctrl-D after a continued line: send what there is
+        std::fputs("\n", stdout);              // Ctrl-D: leave the shell prompt on a fresh line
+        std::fflush(stdout);
+        return std::nullopt;
       }
       line = raw;
       std::free(raw);
@@ -57,47 +67,103 @@ std::optional<std::string> read_message(bool interactive) {
       if (message.empty()) return std::nullopt;
       return message;
     }
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF input files
     const bool more = !line.empty() && line.back() == '\\';
     if (more) line.pop_back();
     message += line;
     if (!more) break;
     message += "\n";
+    first = false;
   }
   if (interactive && !message.empty()) add_history(message.c_str());
   return message;
 }
 
 void print_stats(const GenerationResult& r) {
+  std::string why;
+  if (r.finish_reason == "stopped") why = ", interrupted";
+  else if (r.finish_reason == "stop") why = ", stop string";
+  else if (r.finish_reason == "length") why = ", length limit";
   std::fprintf(stderr, "[first token %.0f ms, %.1f tokens/s, %lld prompt tokens (%lld reused), %lld generated%s]\n",
                r.stats.ttft_ms, r.stats.decode_tokens_per_s, static_cast<long long>(r.stats.prompt_tokens),
                static_cast<long long>(r.stats.reused_prompt_tokens), static_cast<long long>(r.stats.generated_tokens),
-               r.finish_reason == "stopped" ? ", interrupted" : "");
+               why.c_str());
+}
+
+void print_notices(ChatSession& chat) {
+  for (const auto& n : chat.take_notices()) std::fprintf(stderr, "[notice: %s]\n", n.c_str());
+}
+
+// The conversation file: role and content first, then any other fields, two-space indented.
+void save_conversation(const ChatSession& chat, const std::string& path) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& m : chat.messages()) {
+    nlohmann::ordered_json j;
+    j["role"] = m.role;
+    j["content"] = m.content;
+    if (m.extra.is_object())
+      for (auto it = m.extra.begin(); it != m.extra.end(); ++it) j[it.key()] = it.value();
+    out.push_back(std::move(j));
+  }
+  std::ofstream f(path);
+  if (!f) throw Error(path + ": cannot write");
+  f << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  f.close();
+  if (!f) throw Error(path + ": write failed");
+}
+
+void load_conversation(ChatSession& chat, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  try {
+    chat.load_json(j);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
 }
 
 int run_chat(ChatArgs& a) {
+  if (a.context < 0) throw Error("--context must be >= 0 (0 = the model's context), found " + std::to_string(a.context));
+  if (a.gen.max_new_tokens < 1) throw Error("--max-new-tokens must be >= 1");
+  const bool interactive = ::isatty(STDIN_FILENO) != 0;
+  if (interactive) std::setlocale(LC_CTYPE, "");  // libedit: UTF-8 input
   Pipeline pipe = load_pipeline(a.model);
+  try {
+    pipe.render_chat({{"user", "hello"}}, true);
+  } catch (const Error& e) {
+    throw Error("phinfer chat needs the model's chat template: " + std::string(e.what()));
+  }
   ChatSession chat(pipe, a.system, a.context);
   a.gen.do_sample = a.do_sample;
-  const bool interactive = ::isatty(STDIN_FILENO) != 0;
-
-  struct sigaction sa {};
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: a blocked read returns so the prompt can be redrawn
-  sigaction(SIGINT, &sa, nullptr);
 
   if (interactive) {
+    // Ctrl-C stops the answer (or clears the line at a prompt) instead of ending the program. No
+    // SA_RESTART: a blocked read returns, so libedit gives back the prompt.
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, nullptr);
     std::fprintf(stderr, "phinfer chat: %s (context %lld tokens). %s", a.model.model.c_str(),
                  static_cast<long long>(chat.context_limit()), kHelp);
   }
+  print_notices(chat);
   std::optional<GenerationResult> last;
   while (auto message = read_message(interactive)) {
     const std::string& m = *message;
-    if (m.empty()) continue;
+    if (m.find_first_not_of(" \t\n") == std::string::npos) continue;
     if (m[0] == '/') {
       const auto space = m.find(' ');
       const std::string cmd = m.substr(0, space);
-      const std::string arg = space == std::string::npos ? "" : m.substr(space + 1);
+      std::string arg = space == std::string::npos ? "" : m.substr(space + 1);
+      arg.erase(0, std::min(arg.size(), arg.find_first_not_of(" \t")));
+      arg.erase(arg.find_last_not_of(" \t") + 1);  // npos + 1 == 0: all blank
       try {
         if (cmd == "/exit" || cmd == "/quit") break;
         if (cmd == "/reset") {
@@ -106,27 +172,18 @@ int run_chat(ChatArgs& a) {
         } else if (cmd == "/system") {
           chat.set_system(arg);
           std::fprintf(stderr, "[system message %s]\n", arg.empty() ? "removed" : "set");
+          print_notices(chat);
         } else if (cmd == "/stats") {
           std::fprintf(stderr, "[%zu messages, %lld tokens cached, context %lld]\n", chat.messages().size(),
                        static_cast<long long>(chat.cached_tokens()), static_cast<long long>(chat.context_limit()));
           if (last) print_stats(*last);
         } else if (cmd == "/save") {
           if (arg.empty()) throw Error("/save needs a file name");
-          std::ofstream out(arg);
-          if (!out) throw Error(arg + ": cannot write");
-          out << chat.to_json().dump(2) << "\n";
+          save_conversation(chat, arg);
           std::fprintf(stderr, "[saved %zu messages to %s]\n", chat.messages().size(), arg.c_str());
         } else if (cmd == "/load") {
           if (arg.empty()) throw Error("/load needs a file name");
-          std::ifstream in(arg);
-          if (!in) throw Error(arg + ": cannot open");
-          nlohmann::json j;
-          try {
-            j = nlohmann::json::parse(in);
-          } catch (const nlohmann::json::parse_error& e) {
-            throw Error(arg + ": not valid JSON: " + e.what());
-          }
-          chat.load_json(j);
+          load_conversation(chat, arg);
           std::fprintf(stderr, "[loaded %zu messages from %s]\n", chat.messages().size(), arg.c_str());
         } else if (cmd == "/help") {
           std::fputs(kHelp, stderr);
@@ -138,22 +195,24 @@ int run_chat(ChatArgs& a) {
       }
       continue;
     }
-    g_interrupted = false;
+    // g_interrupted is not cleared here: a Ctrl-C since the prompt stops this answer at once.
     try {
-      GenerationResult r = chat.send(m, a.gen, [](std::string_view text) {
+      GenerationResult r = chat.send(m, a.gen, [&chat](std::string_view text) {
+        print_notices(chat);  // turns dropped for the context: say so before the answer
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
         return !g_interrupted.load();
       });
-      std::printf("\n");
+      std::fputs("\n", stdout);
       std::fflush(stdout);
-      for (const auto& n : chat.take_notices()) std::fprintf(stderr, "[notice: %s]\n", n.c_str());
+      print_notices(chat);
       print_stats(r);
       last = r;
     } catch (const Error& e) {
+      std::fflush(stdout);
+      print_notices(chat);
       std::fprintf(stderr, "error: %s\n", e.what());
     }
-    g_interrupted = false;
   }
   return 0;
 }
@@ -163,18 +222,29 @@ int run_chat(ChatArgs& a) {
 Command add_chat(CLI::App& root) {
   auto a = std::make_shared<ChatArgs>();
   CLI::App* app = root.add_subcommand("chat", "Talk with a model in the terminal (or one message per stdin line)");
+  app->footer(
+      "In a terminal: line editing and history; a line ending in \\ continues the message; Ctrl-C stops the\n"
+      "answer (kept in the conversation) or clears the line; /reset, /system TEXT, /stats, /save FILE, /load FILE\n"
+      "(the conversation as JSON messages), /exit. With stdin not a terminal, each line is one message.\n"
+      "The conversation's KV cache is kept between turns. When it outgrows the context, the oldest turns are\n"
+      "dropped (the system message stays) and a notice says so; a message too long by itself is refused.");
   add_model_options(app, a->model);
   app->add_option("--system", a->system, "System message");
-  app->add_option("--context", a->context, "Context limit in tokens (0 = the model's max_position_embeddings)");
+  app->add_option("--context", a->context, "Context limit in tokens (0 = the model's max_position_embeddings)")
+      ->capture_default_str();
   app->add_option("--max-new-tokens", a->gen.max_new_tokens, "Most tokens per answer")->capture_default_str();
   app->add_flag("--do-sample", a->do_sample, "Sample instead of greedy decoding");
-  app->add_option("--temperature", a->gen.temperature, "Sampling temperature")->capture_default_str();
+  app->add_option("--temperature", a->gen.temperature, "Sampling temperature (with --do-sample)")->capture_default_str();
   app->add_option("--top-k", a->gen.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
-  app->add_option("--top-p", a->gen.top_p, "Nucleus sampling threshold")->capture_default_str();
-  app->add_option("--min-p", a->gen.min_p, "Min-p threshold (0 = off)")->capture_default_str();
-  app->add_option("--repetition-penalty", a->gen.repetition_penalty, "Repetition penalty (1 = off)")->capture_default_str();
+  app->add_option("--top-p", a->gen.top_p, "Keep the smallest set of tokens with this total probability")
+      ->capture_default_str();
+  app->add_option("--min-p", a->gen.min_p, "Drop tokens below this fraction of the best token's probability (0 = off)")
+      ->capture_default_str();
+  app->add_option("--repetition-penalty", a->gen.repetition_penalty,
+                  "Divide the logits of tokens already in the sequence by this (1 = off)")
+      ->capture_default_str();
   app->add_option("--stop", a->gen.stop_strings, "Stop an answer at this string (repeatable)");
-  app->add_option("--seed", a->gen.seed, "Random seed")->capture_default_str();
+  app->add_option("--seed", a->gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
   return {app, [a] { return run_chat(*a); }};
 }
 

@@ -5,6 +5,21 @@
 #include "phinfer/error.h"
 
 namespace phinfer {
+namespace {
+
+// Index of the first message after the system message.
+size_t first_turn(const std::vector<ChatMessage>& m) { return !m.empty() && m.front().role == "system" ? 1 : 0; }
+
+// One past the oldest turn: the next user message after `first` (or the end).
+size_t end_of_oldest_turn(const std::vector<ChatMessage>& m, size_t first) {
+  size_t i = first + 1;
+  while (i < m.size() && m[i].role != "user") ++i;
+  return i;
+}
+
+std::string plural(size_t n, const std::string& word) { return std::to_string(n) + " " + word + (n == 1 ? "" : "s"); }
+
+}  // namespace
 
 ChatSession::ChatSession(const Pipeline& pipeline, std::string system_prompt, int64_t context_limit)
     : pipeline_(&pipeline), limit_(context_limit) {
@@ -15,7 +30,17 @@ ChatSession::ChatSession(const Pipeline& pipeline, std::string system_prompt, in
 
 void ChatSession::set_system(const std::string& system_prompt) {
   if (!messages_.empty() && messages_.front().role == "system") messages_.erase(messages_.begin());
-  if (!system_prompt.empty()) messages_.insert(messages_.begin(), ChatMessage{"system", system_prompt});
+  if (system_prompt.empty()) return;
+  messages_.insert(messages_.begin(), ChatMessage{"system", system_prompt});
+  // Some templates (Phi-3-mini-4k's) leave system messages out: say so rather than pretend.
+  const std::string probe = "phinfer-system-message-probe";
+  bool shown = true;
+  try {
+    shown = pipeline_->render_chat({{"system", probe}, {"user", "hello"}}, true).find(probe) != std::string::npos;
+  } catch (const std::exception&) {
+    // No usable template: send() reports that.
+  }
+  if (!shown) notices_.push_back("this model's chat template ignores the system message");
 }
 
 void ChatSession::reset() {
@@ -27,30 +52,40 @@ void ChatSession::reset() {
 
 int64_t ChatSession::cached_tokens() const { return static_cast<int64_t>(state_.tokens().size()); }
 
+// The prompt ids for the conversation, whose last message is the new user message; drops the
+// oldest turns if needed (see the policy in chat_session.h). Changes messages_ only on success.
 std::vector<int32_t> ChatSession::fit_context(const GenerationConfig& config) {
-  const int64_t reserve = std::min<int64_t>(std::max<int64_t>(config.max_new_tokens, 1), limit_ / 4);
-  int dropped = 0;
-  for (;;) {
-    std::vector<int32_t> ids = pipeline_->encode_chat(messages_, /*add_generation_prompt=*/true);
-    if (static_cast<int64_t>(ids.size()) + reserve <= limit_) {
-      if (dropped > 0)
-        notices_.push_back("dropped the " + std::to_string(dropped) + " oldest message" + (dropped > 1 ? "s" : "") +
-                           " to fit the " + std::to_string(limit_) + "-token context");
-      return ids;
-    }
-    // The oldest non-system message goes first; the newest user message must stay.
-    const size_t first = !messages_.empty() && messages_.front().role == "system" ? 1 : 0;
-    if (messages_.size() - first <= 1)
-      throw Error("the message is too long: " + std::to_string(ids.size()) + " tokens plus " + std::to_string(reserve) +
-                  " reserved for the answer exceed the " + std::to_string(limit_) + "-token context");
-    messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(first));
-    ++dropped;
-    // A conversation should not start with an assistant message: drop it with its user turn.
-    if (messages_.size() > first + 1 && messages_[first].role == "assistant") {
-      messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(first));
-      ++dropped;
-    }
+  const int64_t reserve = std::max<int64_t>(1, std::min<int64_t>(config.max_new_tokens, limit_ / 4));
+  auto fits = [&](const std::vector<int32_t>& ids, int64_t budget) {
+    return static_cast<int64_t>(ids.size()) + reserve <= budget;
+  };
+  std::vector<int32_t> ids = pipeline_->encode_chat(messages_, /*add_generation_prompt=*/true);
+  if (fits(ids, limit_)) return ids;
+
+  const size_t first = first_turn(messages_);
+  std::vector<ChatMessage> kept(messages_.begin(), messages_.begin() + static_cast<std::ptrdiff_t>(first));
+  kept.push_back(messages_.back());
+  std::vector<int32_t> alone = pipeline_->encode_chat(kept, true);
+  if (!fits(alone, limit_))
+    throw Error("the message is too long: " + std::to_string(alone.size()) + " tokens" +
+                (first ? " with the system message" : "") + ", plus " + std::to_string(reserve) +
+                " reserved for the answer, exceed the " + std::to_string(limit_) + "-token context");
+
+  // Drop whole turns, oldest first, until the prompt takes at most half the context (so the next
+  // turns reuse the cache), or only the newest message is left (that fits: checked above).
+  kept = messages_;
+  size_t dropped = 0;
+  while (kept.size() > first + 1) {
+    const size_t end = std::min(end_of_oldest_turn(kept, first), kept.size() - 1);
+    dropped += end - first;
+    kept.erase(kept.begin() + static_cast<std::ptrdiff_t>(first), kept.begin() + static_cast<std::ptrdiff_t>(end));
+    ids = pipeline_->encode_chat(kept, true);
+    if (fits(ids, limit_ / 2)) break;
   }
+  messages_ = std::move(kept);
+  notices_.push_back("dropped the " + plural(dropped, "oldest message") + " to fit the " + std::to_string(limit_) +
+                     "-token context" + (first ? " (the system message is kept)" : ""));
+  return ids;
 }
 
 GenerationResult ChatSession::send(const std::string& user_message, const GenerationConfig& config, const Streamer& streamer) {
@@ -65,7 +100,13 @@ GenerationResult ChatSession::send(const std::string& user_message, const Genera
   GenerationConfig gc = config;
   gc.return_full_text = false;
   gc.max_new_tokens = std::min<int64_t>(gc.max_new_tokens, limit_ - static_cast<int64_t>(ids.size()));
-  GenerationResult r = pipeline_->generate(state_, ids, gc, streamer);
+  GenerationResult r;
+  try {
+    r = pipeline_->generate(state_, ids, gc, streamer);
+  } catch (...) {
+    messages_.pop_back();
+    throw;
+  }
   messages_.push_back({"assistant", r.text});
   return r;
 }
@@ -91,6 +132,7 @@ void ChatSession::load_json(const nlohmann::json& messages) {
     ChatMessage msg{m["role"].get<std::string>(), m["content"].get<std::string>()};
     if (msg.role != "system" && msg.role != "user" && msg.role != "assistant" && msg.role != "tool")
       throw Error("message " + std::to_string(i) + ": unknown role '" + msg.role + "'");
+    if (msg.role == "system" && i != 0) throw Error("message " + std::to_string(i) + ": a system message must come first");
     for (auto it = m.begin(); it != m.end(); ++it)
       if (it.key() != "role" && it.key() != "content") msg.extra[it.key()] = it.value();
     loaded.push_back(std::move(msg));
