@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-PHINFER_BUILD_TESTS=OFF bash scripts/build.sh -DPHINFER_BUILD_TESTS=OFF
+bash scripts/build.sh -DPHINFER_BUILD_TESTS=OFF
 model=models/tiny-synthetic
 if [ ! -f "$model/config.json" ]; then
   ./build/phinfer make-synthetic --preset tiny --out "$model" --seed 1
