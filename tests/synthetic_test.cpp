@@ -13,6 +13,7 @@
 #include "phinfer/error.h"
 #include "phinfer/tokenizer.h"
 #include "synthetic/synthetic.h"
+#include "synthetic_test_util.h"
 #include "test_util.h"
 
 namespace phinfer {
@@ -21,10 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using test::file_bytes;
 
 // Every file of a folder, name -> contents.
 std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
@@ -86,7 +84,76 @@ TEST(SyntheticPreset, TinyIsSmallGqa) {
   EXPECT_EQ(c.vocab_size, 32064);
   EXPECT_EQ(c.num_attention_heads % c.num_key_value_heads, 0);
   EXPECT_LT(c.num_key_value_heads, c.num_attention_heads);
-  EXPECT_LT(synthetic::parameter_count(c), 30'000'000ull);
+  EXPECT_EQ(synthetic::parameter_count(c), 18'778'368ull);
+}
+
+// microsoft/Phi-3-medium-4k-instruct: 14B, GQA 40 / 10, head_dim 128.
+TEST(SyntheticPreset, MediumIsPhi3Medium4kShape) {
+  const ModelConfig c = synthetic::preset_config("medium");
+  EXPECT_EQ(c.hidden_size, 5120);
+  EXPECT_EQ(c.intermediate_size, 17920);
+  EXPECT_EQ(c.num_hidden_layers, 40);
+  EXPECT_EQ(c.num_attention_heads, 40);
+  EXPECT_EQ(c.num_key_value_heads, 10);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.kv_dim(), 1280);
+  EXPECT_EQ(c.vocab_size, 32064);
+  EXPECT_EQ(c.sliding_window, 2047);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_EQ(c.original_max_position_embeddings, 4096);
+  EXPECT_EQ(c.max_position_embeddings, 4096);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rotary_dim(), 128);
+  // Embedding and lm_head 2 x 32064 x 5120; per layer o_proj 5120^2, qkv_proj (5120 + 2 x 1280) x
+  // 5120, gate_up 2 x 17920 x 5120, down 17920 x 5120, two norms; the final norm.
+  const uint64_t layer = 5120ull * 5120 + 7680ull * 5120 + 2ull * 17920 * 5120 + 17920ull * 5120 + 2 * 5120;
+  EXPECT_EQ(layer, 340'797'440ull);
+  EXPECT_EQ(synthetic::parameter_count(c), 2ull * 32064 * 5120 + 40 * layer + 5120);
+  EXPECT_EQ(synthetic::parameter_count(c), 13'960'238'080ull);
+
+  // Sharded by the 5 GB rule: 27.9 GB in 6 files, as the real checkpoint ships.
+  const auto specs = synthetic::tensor_specs(c);
+  EXPECT_EQ(specs.size(), 2u + 40u * 6u + 1u);
+  const auto plan = synthetic::plan_shards(specs, DType::BF16, synthetic::preset_info("medium").default_max_shard_bytes);
+  EXPECT_EQ(plan.total_bytes, 27'920'476'160ull);
+  ASSERT_EQ(plan.shards.size(), 6u);
+  EXPECT_EQ(plan.shards[0].file, "model-00001-of-00006.safetensors");
+  EXPECT_EQ(plan.shards[5].file, "model-00006-of-00006.safetensors");
+  const std::vector<uint64_t> bytes = {4'915'978'240ull, 4'954'685'440ull, 4'902'236'160ull,
+                                       4'771'164'160ull, 4'771'164'160ull, 3'605'248'000ull};
+  for (size_t k = 0; k < 6; ++k) {
+    EXPECT_EQ(plan.shards[k].bytes, bytes[k]) << k;
+    EXPECT_LE(plan.shards[k].bytes, 5'000'000'000ull);
+  }
+  std::map<std::string, size_t> shard_of;
+  for (size_t k = 0; k < plan.shards.size(); ++k)
+    for (size_t i : plan.shards[k].tensors) shard_of[specs[i].name] = k;
+  EXPECT_EQ(shard_of["model.layers.6.mlp.gate_up_proj.weight"], 0u);
+  EXPECT_EQ(shard_of["model.layers.6.mlp.down_proj.weight"], 1u);
+  EXPECT_EQ(shard_of["lm_head.weight"], 5u);
+}
+
+TEST(SyntheticPreset, EveryPresetIsListedAndValid) {
+  EXPECT_EQ(synthetic::preset_names(), (std::vector<std::string>{"tiny", "mini", "medium", "phi4-mini", "phi4-tiny"}));
+  for (const auto& p : synthetic::presets()) {
+    SCOPED_TRACE(p.name);
+    const ModelConfig c = synthetic::preset_config(p.name);
+    // The config a preset writes is one the loader accepts (round trip through config.json's parser).
+    const ModelConfig again = ModelConfig::from_json(c.to_json(), p.name);
+    EXPECT_EQ(again.hidden_size, c.hidden_size);
+    EXPECT_EQ(again.rotary_dim(), c.rotary_dim());
+    EXPECT_FALSE(p.description.empty());
+    EXPECT_EQ(p.default_max_shard_bytes > 0, synthetic::parameter_count(c) > 1'000'000'000ull);
+  }
+  try {
+    synthetic::preset_config("huge");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'huge'"), std::string::npos) << msg;
+    for (const auto& name : synthetic::preset_names()) EXPECT_NE(msg.find(name), std::string::npos) << msg;
+  }
 }
 
 TEST(SyntheticPreset, UnknownPresetAndDtypeAreErrors) {
@@ -246,22 +313,7 @@ TEST(SyntheticCheckpoint, ForwardPassIsFiniteAndPeaked) {
   const std::vector<int32_t> prompt = {1, 32010, 450, 4996, 17354, 1701, 29916, 32007, 32001};
   const auto logits = last_logits(tiny_bf16(), prompt);
   ASSERT_EQ(logits.size(), 32064u);
-  float mx = -INFINITY;
-  for (float x : logits) {
-    ASSERT_TRUE(std::isfinite(x));
-    mx = std::max(mx, x);
-  }
-  double z = 0, entropy = 0;
-  for (float x : logits) z += std::exp(static_cast<double>(x - mx));
-  for (float x : logits) {
-    double p = std::exp(static_cast<double>(x - mx)) / z;
-    if (p > 0) entropy -= p * std::log(p);
-  }
-  const double max_p = 1.0 / z, uniform = 1.0 / 32064;
-  std::printf("[ synthetic ] tiny: max p %.4f (uniform %.6f), entropy %.2f nats (uniform %.2f)\n", max_p, uniform,
-              entropy, std::log(32064.0));
-  EXPECT_GT(max_p, 100 * uniform);
-  EXPECT_LT(entropy, std::log(32064.0) - 2.0);
+  test::expect_peaked(logits, "tiny");
 }
 
 TEST(SyntheticCheckpoint, F32AndF16LoadAndAgreeWithBf16) {

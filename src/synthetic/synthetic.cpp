@@ -45,8 +45,11 @@ void normal_pair(uint64_t key, uint64_t p, float* z0, float* z1) {
   *z1 = r * std::sin(a);
 }
 
-ordered_json config_json(const ModelConfig& c, const std::string& preset) {
-  // The key set and order of microsoft/Phi-3-mini-4k-instruct's config.json.
+ordered_json longrope_json(int64_t pairs);
+
+// config.json with the key set and order of microsoft/Phi-3-mini-4k-instruct's, or with
+// `phi4` of microsoft/Phi-4-mini-instruct's (a few more keys, LongRoPE factors).
+ordered_json config_json(const ModelConfig& c, const std::string& preset, bool phi4) {
   auto opt = [](const auto& v) { return v ? ordered_json(*v) : ordered_json(nullptr); };
   ordered_json j;
   j["_name_or_path"] = "phinfer-synthetic-" + preset;
@@ -55,41 +58,82 @@ ordered_json config_json(const ModelConfig& c, const std::string& preset) {
   j["attention_dropout"] = 0.0;
   j["auto_map"] = {{"AutoConfig", "configuration_phi3.Phi3Config"},
                    {"AutoModelForCausalLM", "modeling_phi3.Phi3ForCausalLM"}};
+  if (phi4) j["auto_map"]["AutoTokenizer"] = "Xenova/gpt-4o";
   j["bos_token_id"] = opt(c.bos_token_id);
   j["embd_pdrop"] = 0.0;
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
   else j["eos_token_id"] = c.eos_token_ids;
+  if (phi4) j["full_attn_mod"] = 1;
   j["hidden_act"] = "silu";
   j["hidden_size"] = c.hidden_size;
   j["initializer_range"] = 0.02;
   j["intermediate_size"] = c.intermediate_size;
+  if (phi4) {
+    j["interpolate_factor"] = 1;
+    j["lm_head_bias"] = false;
+  }
   j["max_position_embeddings"] = c.max_position_embeddings;
+  if (phi4) j["mlp_bias"] = false;
   j["model_type"] = "phi3";
   j["num_attention_heads"] = c.num_attention_heads;
   j["num_hidden_layers"] = c.num_hidden_layers;
   j["num_key_value_heads"] = c.num_key_value_heads;
   j["original_max_position_embeddings"] = c.original_max_position_embeddings;
   j["pad_token_id"] = opt(c.pad_token_id);
+  if (phi4) j["partial_rotary_factor"] = c.partial_rotary_factor;
   j["resid_pdrop"] = 0.0;
   j["rms_norm_eps"] = c.rms_norm_eps;
-  j["rope_scaling"] = nullptr;
+  j["rope_scaling"] = phi4 ? longrope_json(c.rotary_dim() / 2) : ordered_json(nullptr);
   j["rope_theta"] = c.rope_theta;
   j["sliding_window"] = opt(c.sliding_window);
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["torch_dtype"] = c.torch_dtype;
-  j["transformers_version"] = "4.40.2";
+  j["transformers_version"] = phi4 ? "4.45.0" : "4.40.2";
   j["use_cache"] = true;
   j["vocab_size"] = c.vocab_size;
   return j;
 }
 
-ordered_json generation_config_json(const ModelConfig& c) {
+int32_t opt_or(const std::optional<int32_t>& v, int32_t fallback) { return v ? *v : fallback; }
+
+ordered_json generation_config_json(const ModelConfig& c, bool phi4) {
   ordered_json j;
   j["_from_model_config"] = true;
-  j["bos_token_id"] = c.bos_token_id ? *c.bos_token_id : 1;
-  j["eos_token_id"] = {32000, 32001, 32007};  // <|endoftext|>, <|assistant|>, <|end|>
-  j["pad_token_id"] = c.pad_token_id ? *c.pad_token_id : 32000;
-  j["transformers_version"] = "4.40.2";
+  j["bos_token_id"] = opt_or(c.bos_token_id, phi4 ? 199999 : 1);
+  if (phi4) j["eos_token_id"] = {200020, 199999};  // <|end|>, <|endoftext|>
+  else j["eos_token_id"] = {32000, 32001, 32007};  // <|endoftext|>, <|assistant|>, <|end|>
+  j["pad_token_id"] = opt_or(c.pad_token_id, phi4 ? 199999 : 32000);
+  j["transformers_version"] = phi4 ? "4.45.0" : "4.40.2";
+  return j;
+}
+
+// microsoft/Phi-4-mini-instruct's LongRoPE factors (config.json, rope_scaling; MIT licence,
+// Copyright (c) Microsoft Corporation), one per rotary frequency pair: 48 for head_dim 128 at
+// partial_rotary_factor 0.75. The short factors are all 1.
+constexpr double kPhi4MiniLongFactor[48] = {
+    1,           1.118320672, 1.250641126, 1.398617824, 1.564103225, 1.74916897,  1.956131817, 2.187582649,
+    2.446418898, 2.735880826, 3.059592084, 3.421605075, 3.826451687, 4.279200023, 4.785517845, 5.351743533,
+    5.984965424, 6.693110555, 7.485043894, 8.370679318, 9.36110372,  10.4687158,  11.70738129, 13.09260651,
+    14.64173252, 16.37415215, 18.31155283, 20.47818807, 22.90118105, 25.61086418, 28.64115884, 32.03,
+    32.1,        32.13,       32.23,       32.6,        32.61,       32.64,       32.66,       32.7,
+    32.71,       32.93,       32.97,       33.28,       33.49,       33.5,        44.16,       47.77};
+
+// Factors for `pairs` rotary frequency pairs: the real table, or every k-th entry of it when
+// pairs divides 48 (the frequencies a smaller head_dim keeps).
+ordered_json longrope_json(int64_t pairs) {
+  if (pairs <= 0 || 48 % pairs != 0) throw Error("internal: no LongRoPE table for " + std::to_string(pairs) + " pairs");
+  const int64_t step = 48 / pairs;
+  ordered_json lf = ordered_json::array(), sf = ordered_json::array();
+  for (int64_t i = 0; i < pairs; ++i) {
+    const double f = kPhi4MiniLongFactor[i * step];
+    if (f == std::floor(f)) lf.push_back(static_cast<int64_t>(f));  // written "1", as in the real file
+    else lf.push_back(f);
+    sf.push_back(1.0);
+  }
+  ordered_json j;
+  j["long_factor"] = lf;
+  j["short_factor"] = sf;
+  j["type"] = "longrope";
   return j;
 }
 
@@ -101,6 +145,7 @@ std::string shard_name(size_t k, size_t n) {
 
 bool is_checkpoint_file(const std::string& f) {
   if (f == "model.safetensors" || f == "model.safetensors.index.json") return true;
+  if (f == "vocab.json" || f == "merges.txt") return true;  // Phi-4 tokenizer files a Phi-3 one lacks
   return f.rfind("model-", 0) == 0 && f.find("-of-") != std::string::npos && f.size() > 12 &&
          f.compare(f.size() - 12, 12, ".safetensors") == 0;
 }
@@ -128,39 +173,85 @@ constexpr size_t kChunkElements = size_t{1} << 20;  // 4 MB of floats + two buff
 
 }  // namespace
 
-std::vector<std::string> preset_names() { return {"tiny", "mini"}; }
+const std::vector<PresetInfo>& presets() {
+  static const std::vector<PresetInfo> all = {
+      {"tiny", "Phi-3 tokenizer, 4 layers, hidden 256 (19M parameters): demos and tests", TokenizerFormat::Phi3, 0},
+      {"mini", "the real Phi-3-mini-4k-instruct shape (3.8B)", TokenizerFormat::Phi3, 5'000'000'000ull},
+      {"medium", "the real Phi-3-medium-4k-instruct shape (14B, GQA 40/10)", TokenizerFormat::Phi3, 5'000'000'000ull},
+      {"phi4-mini", "the real Phi-4-mini-instruct config (3.8B, 200k byte-level vocabulary, tied)",
+       TokenizerFormat::Phi4, 5'000'000'000ull},
+      {"phi4-tiny", "the Phi-4-mini structure, 4 layers, hidden 256 (53M parameters): tests", TokenizerFormat::Phi4, 0},
+  };
+  return all;
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& p : presets()) names.push_back(p.name);
+  return names;
+}
+
+const PresetInfo& preset_info(const std::string& preset) {
+  for (const auto& p : presets())
+    if (p.name == preset) return p;
+  std::string valid;
+  for (const auto& p : presets()) valid += (valid.empty() ? "" : ", ") + p.name;
+  throw Error("unknown synthetic model preset '" + preset + "' (expected one of: " + valid + ")");
+}
+
+namespace {
+
+struct Shape {
+  const char* preset;
+  int64_t hidden, intermediate, layers, heads, kv_heads;
+};
+constexpr Shape kShapes[] = {
+    {"tiny", 256, 512, 4, 8, 4},          {"mini", 3072, 8192, 32, 32, 32},   {"medium", 5120, 17920, 40, 40, 10},
+    {"phi4-mini", 3072, 8192, 32, 24, 8}, {"phi4-tiny", 256, 512, 4, 8, 2},
+};
+
+}  // namespace
 
 ModelConfig preset_config(const std::string& preset) {
+  const PresetInfo& info = preset_info(preset);
+  const Shape* shape = nullptr;
+  for (const auto& s : kShapes)
+    if (preset == s.preset) shape = &s;
+  if (!shape) throw Error("internal: no shape for synthetic preset " + preset);
   ModelConfig c;
   c.model_type = "phi3";
-  c.vocab_size = 32064;
+  c.hidden_size = shape->hidden;
+  c.intermediate_size = shape->intermediate;
+  c.num_hidden_layers = shape->layers;
+  c.num_attention_heads = shape->heads;
+  c.num_key_value_heads = shape->kv_heads;
+  c.head_dim = c.hidden_size / c.num_attention_heads;
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 10000.0;
-  c.max_position_embeddings = 4096;
-  c.original_max_position_embeddings = 4096;
-  c.sliding_window = 2047;
-  c.tie_word_embeddings = false;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {32000};
-  c.pad_token_id = 32000;
   c.torch_dtype = "bfloat16";
-  if (preset == "mini") {
-    c.hidden_size = 3072;
-    c.intermediate_size = 8192;
-    c.num_hidden_layers = 32;
-    c.num_attention_heads = 32;
-    c.num_key_value_heads = 32;
-  } else if (preset == "tiny") {
-    c.hidden_size = 256;
-    c.intermediate_size = 512;
-    c.num_hidden_layers = 4;
-    c.num_attention_heads = 8;
-    c.num_key_value_heads = 4;
-  } else {
-    throw Error("unknown synthetic model preset '" + preset + "' (expected tiny or mini)");
+  if (info.tokenizer == TokenizerFormat::Phi3) {
+    c.vocab_size = 32064;
+    c.max_position_embeddings = 4096;
+    c.original_max_position_embeddings = 4096;
+    c.sliding_window = 2047;
+    c.tie_word_embeddings = false;
+    c.bos_token_id = 1;
+    c.eos_token_ids = {32000};
+    c.pad_token_id = 32000;
+    return c;
   }
-  c.head_dim = c.hidden_size / c.num_attention_heads;
-  return c;
+  c.vocab_size = 200064;
+  c.partial_rotary_factor = 0.75;
+  c.max_position_embeddings = 131072;
+  c.original_max_position_embeddings = 4096;
+  c.sliding_window = 262144;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 199999;
+  c.eos_token_ids = {199999};
+  c.pad_token_id = 199999;
+  // Through config.json's parser, which fills rope_scaling (factors, attention factor) exactly as
+  // for the written file.
+  return ModelConfig::from_json(nlohmann::json::parse(config_json(c, preset, true).dump()), "synthetic preset " + preset);
 }
 
 DType parse_dtype(const std::string& t) {
@@ -187,23 +278,31 @@ int64_t TensorSpec::numel() const {
 
 std::vector<TensorSpec> tensor_specs(const ModelConfig& c) {
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const bool tied = c.tie_word_embeddings;
+  auto inv_sqrt = [](int64_t n) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n))); };
   const float base = 0.02f;
   const float qkv = static_cast<float>(std::sqrt(0.6 / static_cast<double>(H)));
-  const float head = static_cast<float>(5.0 / std::sqrt(static_cast<double>(H)));
+  const float head = 5.0f * inv_sqrt(H);
+  // Tied (see the header): the embedding is the output projection too, at 3 / sqrt(hidden), and
+  // the layers write 2 / sqrt(fan_in) so the residual stream outweighs the token's own embedding.
+  const float embed = tied ? 3.0f * inv_sqrt(H) : base;
+  const float o_proj = tied ? 2.0f * inv_sqrt(c.q_dim()) : base;
+  const float gate_up = tied ? inv_sqrt(H) : base;
+  const float down = tied ? 2.0f * inv_sqrt(I) : base;
   std::vector<TensorSpec> s;
-  s.push_back({"model.embed_tokens.weight", {V, H}, base});
+  s.push_back({"model.embed_tokens.weight", {V, H}, embed});
   // Within a layer: the order the modules are declared in transformers' modeling_phi3.
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    s.push_back({p + "self_attn.o_proj.weight", {H, c.q_dim()}, base});
+    s.push_back({p + "self_attn.o_proj.weight", {H, c.q_dim()}, o_proj});
     s.push_back({p + "self_attn.qkv_proj.weight", {c.q_dim() + 2 * c.kv_dim(), H}, qkv});
-    s.push_back({p + "mlp.gate_up_proj.weight", {2 * I, H}, base});
-    s.push_back({p + "mlp.down_proj.weight", {H, I}, base});
+    s.push_back({p + "mlp.gate_up_proj.weight", {2 * I, H}, gate_up});
+    s.push_back({p + "mlp.down_proj.weight", {H, I}, down});
     s.push_back({p + "input_layernorm.weight", {H}, 0.0f});
     s.push_back({p + "post_attention_layernorm.weight", {H}, 0.0f});
   }
   s.push_back({"model.norm.weight", {H}, 0.0f});
-  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {V, H}, head});
+  if (!tied) s.push_back({"lm_head.weight", {V, H}, head});
   return s;
 }
 
@@ -262,11 +361,14 @@ void generate_values(const TensorSpec& spec, uint64_t seed, uint64_t first, size
   }
 }
 
-void write_checkpoint(const Options& o) {
+namespace {
+
+// The preset's config, with torch_dtype set to the weights' dtype; the output folder is created
+// and cleared of an earlier checkpoint's files.
+ModelConfig prepare_folder(const Options& o) {
   if (o.out.empty()) throw Error("make-synthetic: no output folder given");
-  const DType dtype = o.dtype;
   ModelConfig config = preset_config(o.preset);
-  config.torch_dtype = torch_dtype_name(dtype);  // also rejects dtypes other than f32/f16/bf16
+  config.torch_dtype = torch_dtype_name(o.dtype);  // also rejects dtypes other than f32/f16/bf16
 
   std::error_code ec;
   std::filesystem::create_directories(o.out, ec);
@@ -274,13 +376,29 @@ void write_checkpoint(const Options& o) {
   for (const auto& entry : std::filesystem::directory_iterator(o.out))
     if (entry.is_regular_file() && is_checkpoint_file(entry.path().filename().string()))
       std::filesystem::remove(entry.path());
+  return config;
+}
 
-  write_text_file(o.out / "config.json", config_json(config, o.preset).dump(2) + "\n");
-  write_text_file(o.out / "generation_config.json", generation_config_json(config).dump(2) + "\n");
-  write_tokenizer_files(o.out);
+void write_metadata(const Options& o, const ModelConfig& config) {
+  const bool phi4 = preset_info(o.preset).tokenizer == TokenizerFormat::Phi4;
+  write_text_file(o.out / "config.json", config_json(config, o.preset, phi4).dump(2) + "\n");
+  write_text_file(o.out / "generation_config.json", generation_config_json(config, phi4).dump(2) + "\n");
+  if (phi4) write_phi4_tokenizer_files(o.out);
+  else write_tokenizer_files(o.out);
+}
+
+}  // namespace
+
+void write_metadata_files(const Options& o) { write_metadata(o, prepare_folder(o)); }
+
+void write_checkpoint(const Options& o) {
+  const DType dtype = o.dtype;
+  const PresetInfo& info = preset_info(o.preset);
+  const ModelConfig config = prepare_folder(o);
+  write_metadata(o, config);
 
   const auto specs = tensor_specs(config);
-  const uint64_t max_shard = o.max_shard_bytes ? o.max_shard_bytes : o.preset == "mini" ? 5'000'000'000ull : 0;
+  const uint64_t max_shard = o.max_shard_bytes ? o.max_shard_bytes : info.default_max_shard_bytes;
   const ShardPlan plan = plan_shards(specs, dtype, max_shard);
   const size_t esize = dtype_size(dtype);
 

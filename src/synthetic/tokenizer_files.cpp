@@ -22,12 +22,8 @@ using ordered_json = nlohmann::ordered_json;
 
 const std::string kSpace = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's whitespace mark
 
-struct AddedToken {
-  int32_t id;
-  const char* content;
-  bool rstrip;
-  bool special;
-};
+using detail::AddedToken;
+using detail::added_token_json;
 // As in Phi-3-mini-4k-instruct: every chat marker strips whitespace on its right, except
 // <|endoftext|>; </s> is not flagged special.
 constexpr AddedToken kAddedTokens[] = {
@@ -71,19 +67,6 @@ CharClass classify(const std::string& ch) {
   return CharClass::Break;  // newline, tab, control characters
 }
 
-// Splits UTF-8 text into code points (invalid bytes become single-byte strings).
-std::vector<std::string> code_points(std::string_view s) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (i + len > s.size()) len = 1;
-    out.emplace_back(s.substr(i, len));
-    i += len;
-  }
-  return out;
-}
-
 // SentencePiece-style units of the normalized text ("▁" + text with spaces as "▁"): a unit is an
 // optional "▁" and then a run of letters or a run of punctuation, or a single digit (without "▁",
 // as Llama's vocabulary splits numbers into "▁" and digits). Each line counts as a sentence of its
@@ -99,7 +82,7 @@ std::map<std::vector<std::string>, int64_t> count_units(std::string_view text) {
     cur.clear();
     has_class = false;
   };
-  for (std::string ch : code_points(text)) {
+  for (std::string ch : detail::code_points(text)) {
     if (ch == " " || ch == "\n") {
       flush();
       cur.push_back(kSpace);
@@ -117,38 +100,6 @@ std::map<std::vector<std::string>, int64_t> count_units(std::string_view text) {
   }
   flush();
   return units;
-}
-
-// Filler ids beyond what the text teaches, so the vocabulary has Phi-3's 32000 base ids and the
-// added tokens keep their ids in any tokenizer.json reader. They are reached by no merge.
-void add_filler(std::vector<std::string>& pieces, std::unordered_set<std::string>& have,
-                const std::set<std::string>& text_words, size_t vocab_size) {
-  std::vector<std::string> words;  // whole words of the text that are pieces, in id order
-  for (const auto& p : pieces)
-    if (text_words.count(p)) words.push_back(p);
-  uint64_t state = 0x5EED5EED5EED5EEDull;
-  auto next = [&] { return detail::mix64(state += detail::kGamma); };  // splitmix64
-  const size_t tries_limit = (vocab_size + 64) * 8;
-  for (size_t tries = 0; words.size() >= 2 && pieces.size() < vocab_size && tries < tries_limit; ++tries) {
-    std::string p = words[next() % words.size()] + words[next() % words.size()];
-    if (have.insert(p).second) pieces.push_back(std::move(p));
-  }
-  for (size_t k = 0; pieces.size() < vocab_size; ++k) {  // only for texts with almost no words
-    std::string p = "<unused" + std::to_string(k) + ">";
-    if (have.insert(p).second) pieces.push_back(std::move(p));
-  }
-}
-
-ordered_json added_token_json(const AddedToken& t, bool with_id) {
-  ordered_json j;
-  if (with_id) j["id"] = t.id;
-  j["content"] = t.content;
-  j["single_word"] = false;
-  j["lstrip"] = false;
-  j["rstrip"] = t.rstrip;
-  j["normalized"] = false;
-  j["special"] = t.special;
-  return j;
 }
 
 // tokenizer.json without its "model" (written by model_json: ordered_json's object lookups are
@@ -264,8 +215,52 @@ BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_s
     std::snprintf(buf, sizeof buf, "<0x%02X>", b);
     v.pieces.push_back(buf);
   }
-  std::unordered_set<std::string> have(v.pieces.begin(), v.pieces.end());
+  std::vector<std::pair<std::vector<std::string>, int64_t>> words;
+  std::set<std::string> text_words;  // "▁word" units, for the filler
+  for (const auto& [unit, count] : count_units(text)) {
+    if (unit.size() >= 3 && unit[0] == kSpace && classify(unit[1]) == CharClass::Letter) {
+      std::string joined;
+      for (const auto& ch : unit) joined += ch;
+      text_words.insert(joined);
+    }
+    words.emplace_back(unit, count);
+  }
+  // Single characters: "▁" and all printable ASCII, then any others of the text in order.
+  std::vector<std::string> singles = {kSpace};
+  for (int c = 0x21; c < 0x7f; ++c) singles.emplace_back(1, static_cast<char>(c));
+  for (const auto& [w, count] : words) singles.insert(singles.end(), w.begin(), w.end());
 
+  detail::complete_vocabulary(v, std::unordered_set<std::string>(v.pieces.begin(), v.pieces.end()), std::move(words), num_merges, singles,
+                              text_words, vocab_size);
+  return v;
+}
+
+void write_tokenizer_files(const std::filesystem::path& dir) {
+  static std::once_flag once;
+  static BpeVocabulary vocab;
+  std::call_once(once, [] { vocab = train_bpe(builtin_corpus(), kMerges); });
+  detail::write_text_file(dir / "tokenizer.json", tokenizer_json(vocab));
+  detail::write_text_file(dir / "tokenizer_config.json", tokenizer_config_json().dump(2) + "\n");
+  detail::write_text_file(dir / "special_tokens_map.json", special_tokens_map_json().dump(2) + "\n");
+  detail::write_text_file(dir / "added_tokens.json", added_tokens_json().dump(2) + "\n");
+}
+
+namespace detail {
+
+std::vector<std::string> code_points(std::string_view s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if (i + len > s.size()) len = 1;
+    out.emplace_back(s.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> learn_merges(
+    std::vector<std::pair<std::vector<std::string>, int64_t>> text_words, size_t num_merges) {
   // Symbols are ids into `sym`; words are symbol sequences with their counts.
   std::vector<std::string> sym;
   std::unordered_map<std::string, int32_t> sym_id;
@@ -274,24 +269,17 @@ BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_s
     if (added) sym.push_back(s);
     return it->second;
   };
-  std::vector<std::string> alphabet = {kSpace};  // "▁" and all printable ASCII, then the text's others
-  for (int c = 0x21; c < 0x7f; ++c) alphabet.emplace_back(1, static_cast<char>(c));
-  for (const auto& a : alphabet) intern(a);
   std::vector<std::pair<std::vector<int32_t>, int64_t>> words;
-  std::set<std::string> text_words;  // "▁word" units, for the filler
-  for (const auto& [unit, count] : count_units(text)) {
-    std::vector<int32_t> w;
-    std::string joined;
-    for (const auto& ch : unit) {
-      w.push_back(intern(ch));
-      joined += ch;
-    }
-    if (unit.size() >= 3 && unit[0] == kSpace && classify(unit[1]) == CharClass::Letter) text_words.insert(joined);
-    words.emplace_back(std::move(w), count);
+  words.reserve(text_words.size());
+  for (const auto& [w, count] : text_words) {
+    std::vector<int32_t> ids;
+    ids.reserve(w.size());
+    for (const auto& ch : w) ids.push_back(intern(ch));
+    words.emplace_back(std::move(ids), count);
   }
-  const size_t n_chars = sym.size();
 
-  while (v.merges.size() < num_merges) {
+  std::vector<std::pair<std::string, std::string>> merges;
+  while (merges.size() < num_merges) {
     std::unordered_map<uint64_t, int64_t> pairs;
     for (const auto& [w, count] : words)
       for (size_t i = 0; i + 1 < w.size(); ++i)
@@ -314,8 +302,7 @@ BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_s
     }
     const int32_t left = static_cast<int32_t>(best >> 32), right = static_cast<int32_t>(best & 0xffffffffu);
     const int32_t merged = intern(best_text);
-    v.merges.emplace_back(sym[static_cast<size_t>(left)], sym[static_cast<size_t>(right)]);
-    if (have.insert(best_text).second) v.pieces.push_back(best_text);
+    merges.emplace_back(sym[static_cast<size_t>(left)], sym[static_cast<size_t>(right)]);
     for (auto& [w, count] : words) {
       size_t o = 0;
       for (size_t i = 0; i < w.size(); ++i) {
@@ -329,24 +316,55 @@ BpeVocabulary train_bpe(std::string_view text, size_t num_merges, size_t vocab_s
       w.resize(o);
     }
   }
-  for (size_t s = 0; s < n_chars; ++s)
-    if (have.insert(sym[s]).second) v.pieces.push_back(sym[s]);
+  return merges;
+}
+
+nlohmann::ordered_json added_token_json(const AddedToken& t, bool with_id) {
+  nlohmann::ordered_json j;
+  if (with_id) j["id"] = t.id;
+  j["content"] = t.content;
+  j["single_word"] = false;
+  j["lstrip"] = false;
+  j["rstrip"] = t.rstrip;
+  j["normalized"] = false;
+  j["special"] = t.special;
+  return j;
+}
+
+void complete_vocabulary(BpeVocabulary& v, std::unordered_set<std::string> have,
+                         std::vector<std::pair<std::vector<std::string>, int64_t>> words, size_t num_merges,
+                         const std::vector<std::string>& singles, const std::set<std::string>& text_words,
+                         size_t vocab_size) {
+  v.merges = learn_merges(std::move(words), num_merges);
+  for (const auto& [a, b] : v.merges)
+    if (have.insert(a + b).second) v.pieces.push_back(a + b);
+  for (const auto& s : singles)
+    if (have.insert(s).second) v.pieces.push_back(s);
   v.learned = v.pieces.size();
   if (v.pieces.size() > vocab_size)
     throw Error("synthetic tokenizer: " + std::to_string(v.pieces.size()) + " learned pieces exceed the vocabulary size " +
                 std::to_string(vocab_size));
   add_filler(v.pieces, have, text_words, vocab_size);
-  return v;
 }
 
-void write_tokenizer_files(const std::filesystem::path& dir) {
-  static std::once_flag once;
-  static BpeVocabulary vocab;
-  std::call_once(once, [] { vocab = train_bpe(builtin_corpus(), kMerges); });
-  detail::write_text_file(dir / "tokenizer.json", tokenizer_json(vocab));
-  detail::write_text_file(dir / "tokenizer_config.json", tokenizer_config_json().dump(2) + "\n");
-  detail::write_text_file(dir / "special_tokens_map.json", special_tokens_map_json().dump(2) + "\n");
-  detail::write_text_file(dir / "added_tokens.json", added_tokens_json().dump(2) + "\n");
+void add_filler(std::vector<std::string>& pieces, std::unordered_set<std::string>& have,
+                const std::set<std::string>& text_words, size_t vocab_size) {
+  std::vector<std::string> words;  // whole words of the text that are pieces, in id order
+  for (const auto& p : pieces)
+    if (text_words.count(p)) words.push_back(p);
+  uint64_t state = 0x5EED5EED5EED5EEDull;
+  auto next = [&] { return mix64(state += kGamma); };  // splitmix64
+  const size_t tries_limit = (vocab_size + 64) * 8;
+  for (size_t tries = 0; words.size() >= 2 && pieces.size() < vocab_size && tries < tries_limit; ++tries) {
+    std::string p = words[next() % words.size()] + words[next() % words.size()];
+    if (have.insert(p).second) pieces.push_back(std::move(p));
+  }
+  for (size_t k = 0; pieces.size() < vocab_size; ++k) {  // only for texts with almost no words
+    std::string p = "<unused" + std::to_string(k) + ">";
+    if (have.insert(p).second) pieces.push_back(std::move(p));
+  }
 }
+
+}  // namespace detail
 
 }  // namespace phinfer::synthetic
