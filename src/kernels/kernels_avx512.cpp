@@ -17,13 +17,7 @@
 
 #include "kernels/kernels_impl.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
-#endif
+PHINFER_TARGET_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
 
 namespace phinfer::kernels::detail {
 namespace {
@@ -42,10 +36,10 @@ inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __m
 
 void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, int32_t* sums) {
   for (int64_t j = 0; j < L.n_blocks; ++j) {
-    const float* xb = x + L.block_begin(j);
-    const int64_t len = L.block_len(j);
-    int8_t* qb = q + L.block_chunk(j) * L.chunk_cols;
-    const int64_t plen = L.block_n_chunks(j) * L.chunk_cols;
+    const ActBlock b = act_block(L, x, q, j);
+    const float* xb = b.x;
+    const int64_t len = b.len, plen = b.padded;
+    int8_t* qb = b.q;
     __m512 vmax = _mm512_setzero_ps();
     for (int64_t c = 0; c < len; c += 16)
       vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(len - c), xb + c)));
@@ -462,11 +456,7 @@ void fgemm(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, in
 }  // namespace
 }  // namespace phinfer::kernels::detail
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+PHINFER_TARGET_END
 
 namespace phinfer::kernels::detail {
 

@@ -10,22 +10,13 @@
 
 #include "kernels/kernels_impl.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avxvnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avxvnni")
-#endif
+PHINFER_TARGET_BEGIN("avx2,fma,f16c,avxvnni")
 
 #define PHINFER_YMM_VNNI 1
 #include "kernels/kernels_ymm.inl"
 #undef PHINFER_YMM_VNNI
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+PHINFER_TARGET_END
 
 namespace phinfer::kernels::detail {
 

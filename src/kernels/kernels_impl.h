@@ -8,6 +8,18 @@
 #include "kernels/matrix.h"
 #include "kernels/quant.h"
 
+// Compile the functions between PHINFER_TARGET_BEGIN("isa,list") and PHINFER_TARGET_END for that
+// target (function by function, so the binary still runs anywhere). Include every standard header
+// before the region, so that no inline library code is emitted with the wider instruction set.
+#define PHINFER_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define PHINFER_TARGET_BEGIN(t) PHINFER_PRAGMA(clang attribute push(__attribute__((target(t))), apply_to = function))
+#define PHINFER_TARGET_END PHINFER_PRAGMA(clang attribute pop)
+#else
+#define PHINFER_TARGET_BEGIN(t) PHINFER_PRAGMA(GCC push_options) PHINFER_PRAGMA(GCC target(t))
+#define PHINFER_TARGET_END PHINFER_PRAGMA(GCC pop_options)
+#endif
+
 // Complete unrolling of the short constant-trip loops of the micro-kernels, so that accumulator
 // arrays live in registers at -O2 as well as -O3.
 #define PHINFER_UNROLL _Pragma("GCC unroll 32")
@@ -103,6 +115,17 @@ const KernelTable& kernels_for(Isa isa);
 // Fills the activation panels [p0, p1) of `out` (layout a) from x [n_tokens, cols].
 void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActLayout& a, const float* x,
                           int64_t p0, int64_t p1, std::byte* out);
+
+// Block j of one token for activation quantization: its input columns and its (padded) codes.
+struct ActBlock {
+  const float* x;
+  int64_t len;     // columns
+  int8_t* q;
+  int64_t padded;  // len rounded up to the chunk width; q[len, padded) must be zeroed
+};
+inline ActBlock act_block(const QuantLayout& L, const float* x, int8_t* q, int64_t j) {
+  return {x + L.block_begin(j), L.block_len(j), q + L.block_chunk(j) * L.chunk_cols, L.block_n_chunks(j) * L.chunk_cols};
+}
 
 // Row reductions shared by the float kernels: 16 lanes summed pairwise (l += l + 8, then + 4,
 // + 2, + 1), the order every path uses.

@@ -25,10 +25,10 @@ inline int32_t round_even(float v) {
 
 void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, int32_t* sums) {
   for (int64_t j = 0; j < L.n_blocks; ++j) {
-    const float* xb = x + L.block_begin(j);
-    const int64_t len = L.block_len(j);
-    int8_t* qb = q + L.block_chunk(j) * L.chunk_cols;
-    const int64_t plen = L.block_n_chunks(j) * L.chunk_cols;
+    const ActBlock b = act_block(L, x, q, j);
+    const float* xb = b.x;
+    const int64_t len = b.len, plen = b.padded;
+    int8_t* qb = b.q;
     float amax = 0.0f;
     for (int64_t c = 0; c < len; ++c) amax = std::max(amax, std::fabs(xb[c]));
     int32_t s = 0;

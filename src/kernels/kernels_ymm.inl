@@ -46,10 +46,10 @@ inline __m256i dot4(__m256i acc, __m256i w, __m256i x) {
 void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, int32_t* sums) {
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t j = 0; j < L.n_blocks; ++j) {
-    const float* xb = x + L.block_begin(j);
-    const int64_t len = L.block_len(j);
-    int8_t* qb = q + L.block_chunk(j) * L.chunk_cols;
-    const int64_t plen = L.block_n_chunks(j) * L.chunk_cols;
+    const ActBlock b = act_block(L, x, q, j);
+    const float* xb = b.x;
+    const int64_t len = b.len, plen = b.padded;
+    int8_t* qb = b.q;
     __m256 vmax = _mm256_setzero_ps();
     for (int64_t c = 0; c < len; c += 8)
       vmax = _mm256_max_ps(vmax, _mm256_and_ps(absmask, _mm256_maskload_ps(xb + c, lane_mask(len - c))));
