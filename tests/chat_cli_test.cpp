@@ -164,6 +164,24 @@ class Terminal {
   bool wait_exit(double seconds = 30) const {
     return wait_for("the program to exit", [&](const std::string&) { return !alive(); }, seconds);
   }
+  // Sends a line and waits until `shows` appears once more on the screen.
+  bool command(const std::string& line, const std::string& shows, double seconds = 60) const {
+    const size_t before = count_of(screen(), shows);
+    send(line);
+    return wait_for("'" + shows + "' after " + line, [&](const std::string& s) { return count_of(s, shows) > before; },
+                    seconds);
+  }
+  // /save FILE of a conversation of n messages.
+  bool save(const std::filesystem::path& file, size_t n) const {
+    return command("/save " + file.string(), "[saved " + std::to_string(n) + " messages to " + file.string() + "]");
+  }
+  // /exit (or another key, e.g. C-d): the program ends, with status 0.
+  void quit(const std::string& key_name = "") const {
+    if (key_name.empty()) send("/exit");
+    else key(key_name);
+    ASSERT_TRUE(wait_exit());
+    EXPECT_TRUE(exited_cleanly());
+  }
 
  private:
   std::string tmux(const std::string& args) const { return "tmux -L " + socket_ + " " + args; }
@@ -197,8 +215,7 @@ TEST(ChatCli, TwoTurnConversationInATerminal) {
 
   // The conversation is the library's, turn for turn.
   const auto file = t.dir() / "conv.json";
-  t.send("/save " + file.string());
-  ASSERT_TRUE(t.wait_for("the save", [](const std::string& s) { return s.find("[saved 4 messages") != std::string::npos; }));
+  ASSERT_TRUE(t.save(file, 4));
   const auto saved = test::read_json(file);
   ChatSession expected(tiny_mha_pipeline());
   expected.send("Hello there", greedy(12));
@@ -207,9 +224,7 @@ TEST(ChatCli, TwoTurnConversationInATerminal) {
   EXPECT_NE(read_file(file).find("\"role\": \"user\",\n    \"content\""), std::string::npos)
       << "role first, then content:\n" << read_file(file);
 
-  t.send("/exit");
-  ASSERT_TRUE(t.wait_exit());
-  EXPECT_TRUE(t.exited_cleanly());
+  t.quit();
 }
 
 TEST(ChatCli, CtrlCStopsTheAnswerNotTheProgram) {
@@ -234,8 +249,7 @@ TEST(ChatCli, CtrlCStopsTheAnswerNotTheProgram) {
 
   // The partial answers are in the conversation.
   const auto file = t.dir() / "conv.json";
-  t.send("/save " + file.string());
-  ASSERT_TRUE(t.wait_for("the save", [](const std::string& s) { return s.find("[saved 4 messages") != std::string::npos; }));
+  ASSERT_TRUE(t.save(file, 4));
   const auto saved = test::read_json(file);
   ASSERT_EQ(saved.size(), 4u);
   EXPECT_EQ(saved[0]["content"], "Tell me a long story");
@@ -252,9 +266,7 @@ TEST(ChatCli, CtrlCStopsTheAnswerNotTheProgram) {
   ChatSession lib(tiny_mha_pipeline());
   EXPECT_EQ(lib.send("Tell me a long story", greedy(std::stol(m[1]))).text, saved[1]["content"].get<std::string>());
 
-  t.send("/exit");
-  ASSERT_TRUE(t.wait_exit());
-  EXPECT_TRUE(t.exited_cleanly());
+  t.quit();
 }
 
 TEST(ChatCli, CtrlCAtThePromptClearsTheLine) {
@@ -275,14 +287,11 @@ TEST(ChatCli, CtrlCAtThePromptClearsTheLine) {
     return s.find(". second half^C\n>") != std::string::npos && t.at_prompt();
   }));
   EXPECT_TRUE(t.alive());
-  t.send("/stats");
-  ASSERT_TRUE(t.wait_for("the stats", [](const std::string& s) { return s.find("[0 messages, 0 tokens cached") != std::string::npos; }));
+  ASSERT_TRUE(t.command("/stats", "[0 messages, 0 tokens cached"));
   // And the chat goes on.
   t.send("Hello");
   ASSERT_TRUE(t.wait_answers(1));
-  t.key("C-d");
-  ASSERT_TRUE(t.wait_exit());
-  EXPECT_TRUE(t.exited_cleanly());
+  t.quit("C-d");
 }
 
 TEST(ChatCli, ResetForgetsTheConversation) {
@@ -290,10 +299,8 @@ TEST(ChatCli, ResetForgetsTheConversation) {
   ASSERT_TRUE(t.wait_prompt());
   t.send("Hello there");
   ASSERT_TRUE(t.wait_answers(1));
-  t.send("/reset");
-  ASSERT_TRUE(t.wait_for("the reset", [](const std::string& s) { return s.find("[conversation cleared]") != std::string::npos; }));
-  t.send("/stats");
-  ASSERT_TRUE(t.wait_for("the stats", [](const std::string& s) { return s.find("[0 messages, 0 tokens cached") != std::string::npos; }));
+  ASSERT_TRUE(t.command("/reset", "[conversation cleared]"));
+  ASSERT_TRUE(t.command("/stats", "[0 messages, 0 tokens cached"));
   t.send("Hello there");
   ASSERT_TRUE(t.wait_answers(3));  // the first answer, /stats repeating its summary, the second answer
   const std::string s = t.screen();
@@ -308,8 +315,7 @@ TEST(ChatCli, ResetForgetsTheConversation) {
   EXPECT_NE(lines[0].find(" prompt tokens (0 reused), 8 generated"), std::string::npos) << lines[0];
   const auto prompt_part = [](const std::string& l) { return l.substr(l.find("tokens/s, ") + 10); };
   EXPECT_EQ(prompt_part(lines[0]), prompt_part(lines[2])) << s;
-  t.send("/exit");
-  ASSERT_TRUE(t.wait_exit());
+  t.quit();
 }
 
 TEST(ChatCli, SaveThenLoadContinuesTheConversation) {
@@ -319,27 +325,22 @@ TEST(ChatCli, SaveThenLoadContinuesTheConversation) {
   t.send("second line");  // one message of two lines
   ASSERT_TRUE(t.wait_answers(1));
   const auto a = t.dir() / "a.json", b = t.dir() / "b.json";
-  t.send("/save " + a.string());
-  ASSERT_TRUE(t.wait_for("the save", [](const std::string& s) { return s.find("[saved 2 messages") != std::string::npos; }));
+  ASSERT_TRUE(t.save(a, 2));
   const auto saved = test::read_json(a);
   ASSERT_EQ(saved.size(), 2u);
   EXPECT_EQ(saved[0]["role"], "user");
   EXPECT_EQ(saved[0]["content"], "first line\nsecond line");
   EXPECT_EQ(saved[1]["role"], "assistant");
 
-  t.send("/reset");
+  ASSERT_TRUE(t.command("/reset", "[conversation cleared]"));
   std::ofstream(t.dir() / "bad.json") << "[{\"role\": \"user\", \"content\": ";
-  t.send("/load " + (t.dir() / "bad.json").string());
-  ASSERT_TRUE(t.wait_for("the bad-JSON error", [](const std::string& s) { return s.find("not valid JSON") != std::string::npos; }));
-  t.send("/load " + (t.dir() / "missing.json").string());
-  ASSERT_TRUE(t.wait_for("the missing-file error", [](const std::string& s) { return s.find("cannot open") != std::string::npos; }));
+  ASSERT_TRUE(t.command("/load " + (t.dir() / "bad.json").string(), "not valid JSON"));
+  ASSERT_TRUE(t.command("/load " + (t.dir() / "missing.json").string(), "cannot open"));
   EXPECT_TRUE(t.alive());
-  t.send("/load " + a.string());
-  ASSERT_TRUE(t.wait_for("the load", [](const std::string& s) { return s.find("[loaded 2 messages") != std::string::npos; }));
+  ASSERT_TRUE(t.command("/load " + a.string(), "[loaded 2 messages"));
   t.send("What did I say?");
   ASSERT_TRUE(t.wait_answers(2));
-  t.send("/save " + b.string());
-  ASSERT_TRUE(t.wait_for("the save", [](const std::string& s) { return s.find("[saved 4 messages") != std::string::npos; }));
+  ASSERT_TRUE(t.save(b, 4));
   const auto after = test::read_json(b);
   ASSERT_EQ(after.size(), 4u);
   EXPECT_EQ(after[0], saved[0]);
@@ -349,9 +350,7 @@ TEST(ChatCli, SaveThenLoadContinuesTheConversation) {
   lib.load_json(saved);
   lib.send("What did I say?", greedy(10));
   EXPECT_EQ(after, lib.to_json());
-  t.send("/exit");
-  ASSERT_TRUE(t.wait_exit());
-  EXPECT_TRUE(t.exited_cleanly());
+  t.quit();
 }
 
 // Piped stdin: one message per line, answers on stdout (one per line), summaries on stderr.
