@@ -143,12 +143,14 @@ int run_chat(ChatArgs& a) {
   a.gen.do_sample = a.do_sample;
 
   if (interactive) {
-    // Ctrl-C stops the answer (or clears the line at a prompt) instead of ending the program. No
-    // SA_RESTART: a blocked read returns, so libedit gives back the prompt.
+    // Ctrl-C stops the answer (or clears the line at a prompt) instead of ending the program.
+    // SA_RESTART: a Ctrl-C during an answer must not break the write of streamed text (EINTR). At a
+    // prompt, libedit's own SIGINT handler (installed while it reads, without SA_RESTART) ends its
+    // read, restores this handler and raises SIGINT again: readline() returns NULL with the flag set.
     struct sigaction sa {};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, nullptr);
     std::fprintf(stderr, "phinfer chat: %s (context %lld tokens). %s", a.model.model.c_str(),
                  static_cast<long long>(chat.context_limit()), kHelp);
