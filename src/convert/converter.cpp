@@ -158,8 +158,7 @@ std::string ConvertOptions::key() const {
 ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& o) {
   o.validate();
   // Loading the model validates config and every tensor before any work is done.
-  auto model = model::Phi3Model::load(hf_dir);
-  const ModelConfig& cfg = model->config();
+  const ModelConfig cfg = model::Phi3Model::load(hf_dir)->config();
   const auto checkpoint = format::SafetensorsCheckpoint::open(hf_dir);
   kernels::ThreadPool pool(o.threads);
 
@@ -215,6 +214,7 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
     for (size_t i : linear) {
       progress(plan[i].spec.name);
       std::vector<float> w = load_f32(plan[i]);
+      checkpoint.release(*plan[i].source);
       kernels::AlignedBytes scratch(plan[i].bytes());
       plan[i].rel_rmse = kernels::quantize_into(w.data(), plan[i].rows(), plan[i].cols(), quant_params(plan[i], o.plain_rounding),
                                                 scratch.data(), &pool)
@@ -269,6 +269,7 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   for (auto& p : plan) {
     progress(p.spec.name);
     std::vector<float> w = load_f32(p);
+    checkpoint.release(*p.source);
     double err = 0;
     kernels::AlignedBytes bytes = encode(p, w, o.plain_rounding, pool, &err);
     writer.write(std::span<const std::byte>(bytes.data(), p.bytes()));

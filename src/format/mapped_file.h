@@ -15,6 +15,9 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // Drops this process's pages of a range it no longer needs (they stay in the page cache), so a
+  // pass over a large file does not grow the resident set.
+  void release(std::span<const std::byte> range) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:

@@ -186,6 +186,10 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::filesystem::path& d
   return ck;
 }
 
+void SafetensorsCheckpoint::release(const TensorView& t) const {
+  for (const auto& f : files_) f->release(t.data);
+}
+
 const TensorView* SafetensorsCheckpoint::find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;

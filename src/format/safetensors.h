@@ -39,6 +39,8 @@ class SafetensorsCheckpoint {
   // The tensor, checked: present, one of the float dtypes, exactly this shape.
   const TensorView& require(const std::string& name, const std::vector<int64_t>& shape) const;
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+  // Drops the process's pages of a tensor that was read once (see MappedFile::release).
+  void release(const TensorView& t) const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
