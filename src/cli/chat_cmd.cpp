@@ -234,19 +234,7 @@ Command add_chat(CLI::App& root) {
   app->add_option("--system", a->system, "System message");
   app->add_option("--context", a->context, "Context limit in tokens (0 = the model's max_position_embeddings)")
       ->capture_default_str();
-  app->add_option("--max-new-tokens", a->gen.max_new_tokens, "Most tokens per answer")->capture_default_str();
-  app->add_flag("--do-sample", a->do_sample, "Sample instead of greedy decoding");
-  app->add_option("--temperature", a->gen.temperature, "Sampling temperature (with --do-sample)")->capture_default_str();
-  app->add_option("--top-k", a->gen.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
-  app->add_option("--top-p", a->gen.top_p, "Keep the smallest set of tokens with this total probability")
-      ->capture_default_str();
-  app->add_option("--min-p", a->gen.min_p, "Drop tokens below this fraction of the best token's probability (0 = off)")
-      ->capture_default_str();
-  app->add_option("--repetition-penalty", a->gen.repetition_penalty,
-                  "Divide the logits of tokens already in the sequence by this (1 = off)")
-      ->capture_default_str();
-  app->add_option("--stop", a->gen.stop_strings, "Stop an answer at this string (repeatable)");
-  app->add_option("--seed", a->gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+  add_generation_options(app, a->gen, a->do_sample);
   return {app, [a] { return run_chat(*a); }};
 }
 

@@ -80,19 +80,7 @@ Command add_generate(CLI::App& root) {
   app->add_option("--prompt-ids", args->prompt_ids, "Prompt as token ids, e.g. 1,2,3");
   app->add_flag("--chat", args->chat, "Format the prompt as a user message with the model's chat template");
   app->add_option("--system", args->system, "System message (with --chat)");
-  app->add_option("--max-new-tokens", args->gen.max_new_tokens, "Most tokens to generate")->capture_default_str();
-  app->add_flag("--do-sample", args->do_sample, "Sample instead of greedy decoding");
-  app->add_option("--temperature", args->gen.temperature, "Sampling temperature (with --do-sample)")->capture_default_str();
-  app->add_option("--top-k", args->gen.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
-  app->add_option("--top-p", args->gen.top_p, "Keep the smallest set of tokens with this total probability")
-      ->capture_default_str();
-  app->add_option("--min-p", args->gen.min_p, "Drop tokens below this fraction of the best token's probability (0 = off)")
-      ->capture_default_str();
-  app->add_option("--repetition-penalty", args->gen.repetition_penalty,
-                  "Divide the logits of tokens already in the sequence by this (1 = off)")
-      ->capture_default_str();
-  app->add_option("--stop", args->gen.stop_strings, "Stop when the text contains this string (repeatable)");
-  app->add_option("--seed", args->gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+  add_generation_options(app, args->gen, args->do_sample);
   app->add_flag("--full-text", args->full_text, "Include the prompt in the returned text (return_full_text)");
   app->add_flag("--json", args->json, "Print one JSON object at the end instead of streaming");
   return {app, [args] { return run_generate(*args); }};

@@ -55,6 +55,21 @@ void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("--cache-dir", a.cache_dir, "Where converted models are cached (default " + default_cache_dir() + ")");
 }
 
+void add_generation_options(CLI::App* app, GenerationConfig& gen, bool& do_sample) {
+  app->add_option("--max-new-tokens", gen.max_new_tokens, "Most tokens to generate (per answer in chat)")->capture_default_str();
+  app->add_flag("--do-sample", do_sample, "Sample instead of greedy decoding");
+  app->add_option("--temperature", gen.temperature, "Sampling temperature (with --do-sample)")->capture_default_str();
+  app->add_option("--top-k", gen.top_k, "Keep the k most likely tokens (0 = all)")->capture_default_str();
+  app->add_option("--top-p", gen.top_p, "Keep the smallest set of tokens with this total probability")->capture_default_str();
+  app->add_option("--min-p", gen.min_p, "Drop tokens below this fraction of the best token's probability (0 = off)")
+      ->capture_default_str();
+  app->add_option("--repetition-penalty", gen.repetition_penalty,
+                  "Divide the logits of tokens already in the sequence by this (1 = off)")
+      ->capture_default_str();
+  app->add_option("--stop", gen.stop_strings, "Stop when the text contains this string (repeatable)");
+  app->add_option("--seed", gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+}
+
 Pipeline load_pipeline(ModelArgs& a) {
   if (a.weight_format) {
     a.convert.weight_format = *a.weight_format;
