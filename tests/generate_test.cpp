@@ -358,3 +358,29 @@ TEST(Phi4Generation, PaddingIdsPastTheTokenizerDecodeToNothing) {
 
 }  // namespace
 }  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(KvCache, F16CacheStaysCloseToF32AndKeepsGreedy) {
+  auto dir = test::shared_path("models/phi3-tiny-gqa-longrope");
+  auto golden = test::read_json(dir / "golden.json");
+  const auto& c = golden["cases"][1];  // text300
+  PipelineOptions half;
+  half.kv_cache_dtype = "f16";
+  Pipeline p32 = Pipeline::load(dir), p16 = Pipeline::load(dir, half);
+  GenerationConfig gc;
+  gc.max_new_tokens = 16;
+  gc.ignore_eos = true;
+  auto prompt = c["prompt_ids"].get<std::vector<int32_t>>();
+  auto a = p32.generate(prompt, gc), b = p16.generate(prompt, gc);
+  int same = 0;
+  for (size_t i = 0; i < a.output_ids.size(); ++i) same += a.output_ids[i] == b.output_ids[i];
+  EXPECT_GE(same, 12) << "fp16 keys/values should rarely change a greedy choice";
+  PipelineOptions bad;
+  bad.kv_cache_dtype = "int3";
+  EXPECT_THROW(Pipeline::load(dir, bad), Error);
+}
+
+}  // namespace
+}  // namespace phinfer

@@ -383,3 +383,41 @@ TEST(KernelsMatmul, ThreadCountDoesNotChangeResults) {
 
 }  // namespace
 }  // namespace phinfer::kernels
+
+namespace phinfer::kernels {
+namespace {
+
+TEST(KernelsAttentionRows, DotRowsAndAxpyRowsEqualPerRowCallsOnEveryIsa) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int64_t n : {32, 96, 128, 200, 300}) {
+    const int64_t rows = 37;
+    std::vector<float> q(static_cast<size_t>(n)), x(static_cast<size_t>(rows * n)), p(static_cast<size_t>(rows)),
+        y0(static_cast<size_t>(n));
+    for (auto* v : {&q, &x, &p, &y0})
+      for (auto& e : *v) e = d(rng);
+    std::vector<float> ref_dots, ref_y;
+    for (Isa isa : supported_isas()) {
+      set_isa_for_testing(isa);
+      std::vector<float> dots(static_cast<size_t>(rows)), y = y0, y_loop = y0;
+      dot_rows(q.data(), x.data(), rows, n, dots.data());
+      axpy_rows(p.data(), x.data(), rows, n, y.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        EXPECT_EQ(dots[static_cast<size_t>(r)], dot(q.data(), x.data() + r * n, n));
+        axpy(p[static_cast<size_t>(r)], x.data() + r * n, y_loop.data(), n);
+      }
+      EXPECT_EQ(y, y_loop) << isa_name(isa) << " n=" << n;
+      if (ref_y.empty()) {
+        ref_dots = dots;
+        ref_y = y;
+      } else {
+        EXPECT_EQ(dots, ref_dots) << isa_name(isa);
+        EXPECT_EQ(y, ref_y) << isa_name(isa);
+      }
+    }
+    reset_isa_for_testing();
+  }
+}
+
+}  // namespace
+}  // namespace phinfer::kernels

@@ -183,6 +183,7 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
   size_t keep = 0;
   while (keep < cached.size() && keep + 1 < prompt.size() && cached[keep] == prompt[keep]) ++keep;
   seq.truncate(keep);
+  seq.reserve(std::min<int64_t>(max_len, static_cast<int64_t>(prompt.size()) + gc.max_new_tokens));
   r.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
   auto last_token_time = start;
   for (int64_t step = 0; step < gc.max_new_tokens && !stopped; ++step) {

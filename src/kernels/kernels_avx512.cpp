@@ -341,6 +341,25 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   }
 }
 
+// Attention's weighted sum of value rows: y stays in registers over all rows (up to 256 columns).
+void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) {
+  if (n > 256) {
+    for (int64_t r = 0; r < rows; ++r) axpy(p[r], x + r * n, y, n);
+    return;
+  }
+  const int64_t nv = (n + 15) / 16;
+  const __mmask16 last = tail_mask(n - (nv - 1) * 16);
+  __m512 acc[16];
+  for (int64_t v = 0; v < nv; ++v) acc[v] = _mm512_maskz_loadu_ps(v + 1 < nv ? 0xFFFF : last, y + v * 16);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 a = _mm512_set1_ps(p[r]);
+    const float* xr = x + r * n;
+    for (int64_t v = 0; v < nv; ++v)
+      acc[v] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(v + 1 < nv ? 0xFFFF : last, xr + v * 16), acc[v]);
+  }
+  for (int64_t v = 0; v < nv; ++v) _mm512_mask_storeu_ps(y + v * 16, v + 1 < nv ? 0xFFFF : last, acc[v]);
+}
+
 // R rows straight from the weights, one token at a time (decode).
 template <WeightFormat F, int R>
 void rows_direct(const WeightMatrix& w, int64_t r0, const float* x, int64_t n_tokens, float* y, int64_t ys) {
@@ -461,7 +480,7 @@ PHINFER_TARGET_END
 namespace phinfer::kernels::detail {
 
 const KernelTable& avx512_kernels() {
-  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy};
+  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, axpy_rows};
   return t;
 }
 

@@ -92,6 +92,8 @@ using FGemmFn = void (*)(const WeightMatrix& w, const float* x, int64_t n_tokens
                          int64_t row_begin, int64_t row_end);
 using DotFn = float (*)(const float* a, const float* b, int64_t n);
 using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
+// y += sum_r p[r] * x[r * n ...]: the same per-element fma sequence as `rows` axpy calls.
+using AxpyRowsFn = void (*)(const float* p, const float* x, int64_t rows, int64_t n, float* y);
 
 struct KernelTable {
   Isa isa;
@@ -104,6 +106,7 @@ struct KernelTable {
   FGemmFn fgemm;
   DotFn dot;
   AxpyFn axpy;
+  AxpyRowsFn axpy_rows = nullptr;  // optional: keeps y in registers across rows
 };
 
 const KernelTable& scalar_kernels();

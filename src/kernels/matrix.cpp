@@ -104,6 +104,17 @@ float dot(const float* a, const float* b, int64_t n) { return detail::kernels_fo
 
 void axpy(float a, const float* x, float* y, int64_t n) { detail::kernels_for(active_isa()).axpy(a, x, y, n); }
 
+void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) {
+  const auto& t = detail::kernels_for(active_isa());
+  for (int64_t r = 0; r < rows; ++r) out[r] = t.dot(q, k + r * n, n);
+}
+
+void axpy_rows(const float* p, const float* v, int64_t rows, int64_t n, float* y) {
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.axpy_rows) return t.axpy_rows(p, v, rows, n, y);
+  for (int64_t r = 0; r < rows; ++r) t.axpy(p[r], v + r * n, y, n);
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
   const detail::KernelTable& k = detail::kernels_for(active_isa());

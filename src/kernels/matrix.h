@@ -47,5 +47,9 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
 float dot(const float* a, const float* b, int64_t n);
 // y += a * x (fused multiply-add per element).
 void axpy(float a, const float* x, float* y, int64_t n);
+// out[r] = dot(q, k + r * n, n) for r < rows (one dispatch for a block of attention keys).
+void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out);
+// y += p[r] * v[r * n ...] for r < rows, in order: the same result as `rows` axpy calls.
+void axpy_rows(const float* p, const float* v, int64_t rows, int64_t n, float* y);
 
 }  // namespace phinfer::kernels

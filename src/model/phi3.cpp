@@ -184,6 +184,8 @@ RopeTable Phi3Model::table_for_length(int64_t total_length) const {
 Phi3Model::KVCache Phi3Model::new_cache() const {
   KVCache cache;
   cache.f16 = kv_f16_;
+  cache.kv_heads = config_.num_key_value_heads;
+  cache.head_dim = config_.head_dim;
   const auto layers = static_cast<size_t>(config_.num_hidden_layers);
   if (cache.f16) {
     cache.k16.resize(layers);
@@ -195,50 +197,66 @@ Phi3Model::KVCache Phi3Model::new_cache() const {
   return cache;
 }
 
-void Phi3Model::KVCache::reserve(int64_t needed, int64_t kv_dim) {
+namespace {
+// Re-lays [head][old_cap][hd] into [head][new_cap][hd], keeping the first `length` positions.
+template <typename T>
+void grow(std::vector<T>& store, int64_t heads, int64_t hd, int64_t old_cap, int64_t new_cap, int64_t length) {
+  std::vector<T> grown(static_cast<size_t>(heads * new_cap * hd));
+  for (int64_t h = 0; h < heads; ++h)
+    std::copy_n(store.data() + h * old_cap * hd, length * hd, grown.data() + h * new_cap * hd);
+  store.swap(grown);
+}
+}  // namespace
+
+void Phi3Model::KVCache::reserve(int64_t needed) {
   if (needed <= capacity) return;
   const int64_t cap = std::max<int64_t>(needed, std::max<int64_t>(256, capacity * 2));
-  const auto n = static_cast<size_t>(cap * kv_dim);
   for (auto* store : {&k, &v})
-    for (auto& layer : *store) layer.resize(n);
+    for (auto& layer : *store) grow(layer, kv_heads, head_dim, capacity, cap, length);
   for (auto* store : {&k16, &v16})
-    for (auto& layer : *store) layer.resize(n);
+    for (auto& layer : *store) grow(layer, kv_heads, head_dim, capacity, cap, length);
   capacity = cap;
 }
 
-void Phi3Model::KVCache::store(int layer, int64_t pos, const float* key, const float* value, int64_t kv_dim) {
+void Phi3Model::KVCache::store(int layer, int64_t pos, const float* key, const float* value) {
   const auto l = static_cast<size_t>(layer);
-  if (f16) {
-    for (int64_t i = 0; i < kv_dim; ++i) {
-      k16[l][static_cast<size_t>(pos * kv_dim + i)] = f32_to_f16(key[i]);
-      v16[l][static_cast<size_t>(pos * kv_dim + i)] = f32_to_f16(value[i]);
+  for (int64_t h = 0; h < kv_heads; ++h) {
+    const int64_t at = (h * capacity + pos) * head_dim;
+    const float* kh = key + h * head_dim;
+    const float* vh = value + h * head_dim;
+    if (f16) {
+      for (int64_t i = 0; i < head_dim; ++i) {
+        k16[l][static_cast<size_t>(at + i)] = f32_to_f16(kh[i]);
+        v16[l][static_cast<size_t>(at + i)] = f32_to_f16(vh[i]);
+      }
+    } else {
+      std::copy_n(kh, head_dim, k[l].data() + at);
+      std::copy_n(vh, head_dim, v[l].data() + at);
     }
-  } else {
-    std::copy_n(key, kv_dim, k[l].data() + pos * kv_dim);
-    std::copy_n(value, kv_dim, v[l].data() + pos * kv_dim);
   }
 }
 
 // fp32 caches are read in place; fp16 rows are converted into scratch.
-static const float* cached_rows(const float* f32, const uint16_t* f16, int64_t pos, int64_t count, int64_t kv_dim,
-                                std::vector<float>& scratch) {
-  if (f32) return f32 + pos * kv_dim;
-  scratch.resize(static_cast<size_t>(count * kv_dim));
-  kernels::WeightMatrix m{kernels::WeightFormat::F16, 1, count * kv_dim, reinterpret_cast<const std::byte*>(f16 + pos * kv_dim)};
+static const float* cached_rows(const float* f32, const uint16_t* f16, int64_t offset, int64_t n, std::vector<float>& scratch) {
+  if (f32) return f32 + offset;
+  scratch.resize(static_cast<size_t>(n));
+  kernels::WeightMatrix m{kernels::WeightFormat::F16, 1, n, reinterpret_cast<const std::byte*>(f16 + offset)};
   m.row_to_f32(0, scratch.data());
   return scratch.data();
 }
 
-const float* Phi3Model::KVCache::keys(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const {
+const float* Phi3Model::KVCache::keys(int layer, int64_t head, int64_t pos, int64_t count, std::vector<float>& scratch) const {
   const auto l = static_cast<size_t>(layer);
-  return f16 ? cached_rows(nullptr, k16[l].data(), pos, count, kv_dim, scratch)
-             : cached_rows(k[l].data(), nullptr, pos, count, kv_dim, scratch);
+  const int64_t at = (head * capacity + pos) * head_dim;
+  return f16 ? cached_rows(nullptr, k16[l].data(), at, count * head_dim, scratch)
+             : cached_rows(k[l].data(), nullptr, at, count * head_dim, scratch);
 }
 
-const float* Phi3Model::KVCache::values(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const {
+const float* Phi3Model::KVCache::values(int layer, int64_t head, int64_t pos, int64_t count, std::vector<float>& scratch) const {
   const auto l = static_cast<size_t>(layer);
-  return f16 ? cached_rows(nullptr, v16[l].data(), pos, count, kv_dim, scratch)
-             : cached_rows(v[l].data(), nullptr, pos, count, kv_dim, scratch);
+  const int64_t at = (head * capacity + pos) * head_dim;
+  return f16 ? cached_rows(nullptr, v16[l].data(), at, count * head_dim, scratch)
+             : cached_rows(v[l].data(), nullptr, at, count * head_dim, scratch);
 }
 
 size_t Phi3Model::KVCache::bytes() const {
@@ -304,19 +322,18 @@ void Phi3Model::attention(const float* q, const KVCache& cache, int layer, int64
       const int64_t key_begin = first_visible(pos0 + t0), key_end = pos0 + t0 + nt;
       for (int64_t k0 = key_begin; k0 < key_end; k0 += kKeyBlock) {
         const int64_t nk = std::min(kKeyBlock, key_end - k0);
-        const float* K = cache.keys(layer, k0, nk, kv_dim, kbuf);
-        const float* V = cache.values(layer, k0, nk, kv_dim, vbuf);
+        const float* K = cache.keys(layer, kvh, k0, nk, kbuf);
+        const float* V = cache.values(layer, kvh, k0, nk, vbuf);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t t = t0 + r / group, h = kvh * group + r % group, pos = pos0 + t;
           const int64_t j0 = std::max(k0, first_visible(pos)), j1 = std::min(k0 + nk, pos + 1);
           if (j0 >= j1) continue;
           const float* qr = q + t * q_stride + h * hd;
+          float* sc = scores.data();
+          const int64_t nj = j1 - j0;
+          kernels::dot_rows(qr, K + (j0 - k0) * hd, nj, hd, sc);
           float block_max = -std::numeric_limits<float>::infinity();
-          for (int64_t j = j0; j < j1; ++j) {
-            const float s = kernels::dot(qr, K + (j - k0) * kv_dim + kvh * hd, hd) * scale;
-            scores[static_cast<size_t>(j - j0)] = s;
-            block_max = std::max(block_max, s);
-          }
+          for (int64_t j = 0; j < nj; ++j) block_max = std::max(block_max, sc[j] *= scale);
           float& m = row_max[static_cast<size_t>(r)];
           float* a = acc.data() + r * hd;
           const float new_max = std::max(m, block_max);
@@ -325,11 +342,8 @@ void Phi3Model::attention(const float* q, const KVCache& cache, int layer, int64
           sum *= correction;
           if (correction != 1.0f)
             for (int64_t d = 0; d < hd; ++d) a[d] *= correction;
-          for (int64_t j = j0; j < j1; ++j) {
-            const float p = std::exp(scores[static_cast<size_t>(j - j0)] - new_max);
-            sum += p;
-            kernels::axpy(p, V + (j - k0) * kv_dim + kvh * hd, a, hd);
-          }
+          for (int64_t j = 0; j < nj; ++j) sum += sc[j] = std::exp(sc[j] - new_max);
+          kernels::axpy_rows(sc, V + (j0 - k0) * hd, nj, hd, a);
           m = new_max;
         }
       }
@@ -359,7 +373,7 @@ void Phi3Model::forward(std::span<const int32_t> tokens, KVCache& cache, RopeTab
       throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   for (int64_t r : logit_rows)
     if (r < 0 || r >= n) throw Error("internal: logit row out of range");
-  cache.reserve(pos0 + n, kv_dim);
+  cache.reserve(pos0 + n);
   cache.table = table;
 
   std::vector<float> x(static_cast<size_t>(n * H)), xn(static_cast<size_t>(n * H));
@@ -375,7 +389,7 @@ void Phi3Model::forward(std::span<const int32_t> tokens, KVCache& cache, RopeTab
     apply_rope(qkv.data() + q_dim, n, pos0, qkv_dim, c.num_key_value_heads, table);    // k
     for (int64_t t = 0; t < n; ++t) {
       const float* row = qkv.data() + t * qkv_dim;
-      cache.store(static_cast<int>(l), pos0 + t, row + q_dim, row + q_dim + kv_dim, kv_dim);
+      cache.store(static_cast<int>(l), pos0 + t, row + q_dim, row + q_dim + kv_dim);
     }
     attention(qkv.data(), cache, static_cast<int>(l), n, pos0, att.data(), pool);
     kernels::matmul(L.o_proj, att.data(), n, tmp.data(), H, pool);

@@ -69,21 +69,25 @@ class Phi3Model {
   // The table HF uses for a forward call whose highest position is total_length - 1.
   RopeTable table_for_length(int64_t total_length) const;
 
-  // Keys and values of every processed position, per layer [capacity, kv_dim], in fp32 or fp16.
+  // Keys and values of every processed position, per layer laid out [kv head][capacity][head_dim]
+  // (one head's keys are contiguous: attention streams them), in fp32 or fp16.
   struct KVCache {
     bool f16 = false;
+    int64_t kv_heads = 0, head_dim = 0;
     std::vector<std::vector<float>> k, v;
     std::vector<std::vector<uint16_t>> k16, v16;
     int64_t length = 0;
     int64_t capacity = 0;
     RopeTable table = RopeTable::Short;
 
-    void reserve(int64_t positions, int64_t kv_dim);
-    void store(int layer, int64_t pos, const float* key, const float* value, int64_t kv_dim);
-    // Positions [pos, pos + count) of one layer as fp32 rows of kv_dim (a pointer into the cache
-    // for fp32, else converted into `scratch`).
-    const float* keys(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const;
-    const float* values(int layer, int64_t pos, int64_t count, int64_t kv_dim, std::vector<float>& scratch) const;
+    // Room for `positions` tokens; growing keeps the first `length` positions.
+    void reserve(int64_t positions);
+    // key and value: [kv_heads * head_dim] of one position.
+    void store(int layer, int64_t pos, const float* key, const float* value);
+    // Positions [pos, pos + count) of one kv head as fp32 rows of head_dim (a pointer into the
+    // cache for fp32, else converted into `scratch`).
+    const float* keys(int layer, int64_t head, int64_t pos, int64_t count, std::vector<float>& scratch) const;
+    const float* values(int layer, int64_t head, int64_t pos, int64_t count, std::vector<float>& scratch) const;
     size_t bytes() const;
   };
   KVCache new_cache() const;
@@ -127,6 +131,8 @@ class Sequence {
   void reset();
   // Forgets everything after the first n tokens (their cached keys/values are overwritten later).
   void truncate(size_t n);
+  // Makes room for n tokens at once (avoids growing the cache while generating).
+  void reserve(int64_t n) { cache_.reserve(n); }
 
  private:
   const Phi3Model* model_;
