@@ -58,6 +58,7 @@ int run_generate(GenerateArgs& a) {
                   {"decode_tokens_per_s", r.stats.decode_tokens_per_s}}}});
   } else {
     std::printf("\n");
+    std::fflush(stdout);  // the text's last line before the stats on stderr
     std::fprintf(stderr, "[%lld prompt tokens, %lld generated, first token %.1f ms, %.2f tokens/s, stop: %s]\n",
                  static_cast<long long>(r.stats.prompt_tokens), static_cast<long long>(r.stats.generated_tokens),
                  r.stats.ttft_ms, r.stats.decode_tokens_per_s, r.finish_reason.c_str());
