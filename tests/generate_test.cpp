@@ -384,3 +384,33 @@ TEST(KvCache, F16CacheStaysCloseToF32AndKeepsGreedy) {
 
 }  // namespace
 }  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(ChunkedPrefill, LongPromptUsesTheTableOfTheWholePromptAndCanBeCancelled) {
+  // Pipeline::generate feeds long prompts in chunks; every chunk of a 4991-token prompt must use the
+  // long LongRoPE table, exactly as one call (the golden) does.
+  auto dir = test::shared_path("models/phi3-tiny-gqa-longrope");
+  auto golden = test::read_json(dir / "golden.json");
+  const nlohmann::json* c = nullptr;
+  for (const auto& x : golden["cases"])
+    if (x["name"] == "long5000") c = &x;
+  ASSERT_NE(c, nullptr);
+  Pipeline p = Pipeline::load(dir);
+  GenerationConfig gc;
+  gc.max_new_tokens = 8;
+  gc.ignore_eos = true;
+  auto prompt = (*c)["prompt_ids"].get<std::vector<int32_t>>();
+  auto r = p.generate(prompt, gc);
+  EXPECT_EQ(r.output_ids, std::vector<int32_t>((*c)["greedy_ids"].begin(), (*c)["greedy_ids"].begin() + 8));
+
+  std::atomic<bool> cancel{true};
+  gc.cancel = &cancel;
+  auto stopped = p.generate(prompt, gc);
+  EXPECT_EQ(stopped.finish_reason, "stopped");
+  EXPECT_TRUE(stopped.output_ids.empty());
+}
+
+}  // namespace
+}  // namespace phinfer

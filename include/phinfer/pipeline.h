@@ -1,6 +1,7 @@
 #pragma once
 // The public entry point: load a checkpoint folder once, then tokenize, format chats and generate.
 // Shaped like OpenVINO GenAI's LLMPipeline + GenerationConfig + streamer.
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -33,6 +34,9 @@ struct GenerationConfig {
   // Extra stop ids; the checkpoint's eos ids (generation_config.json, config.json) and <|end|> always stop.
   std::vector<int32_t> extra_eos_token_ids;
   bool ignore_eos = false;        // generate max_new_tokens whatever comes (benchmarks)
+  // Set from another thread or a signal handler to stop: checked between prefill chunks and tokens
+  // (finish_reason "stopped"), so a long prompt can be interrupted too.
+  const std::atomic<bool>* cancel = nullptr;
   // Stop when the generated text contains one of these (matched across token boundaries); the stop
   // text itself is neither streamed nor returned.
   std::vector<std::string> stop_strings;

@@ -199,7 +199,9 @@ int run_chat(ChatArgs& a) {
     }
     // g_interrupted is not cleared here: a Ctrl-C since the prompt stops this answer at once.
     try {
-      GenerationResult r = chat.send(m, a.gen, [&chat](std::string_view text) {
+      GenerationConfig gen = a.gen;
+      gen.cancel = &g_interrupted;  // Ctrl-C also stops a long prompt before its first token
+      GenerationResult r = chat.send(m, gen, [&chat](std::string_view text) {
         print_notices(chat);  // turns dropped for the context: say so before the answer
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);

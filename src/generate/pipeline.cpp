@@ -186,10 +186,20 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
   seq.reserve(std::min<int64_t>(max_len, static_cast<int64_t>(prompt.size()) + gc.max_new_tokens));
   r.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
   auto last_token_time = start;
+  auto cancelled = [&] { return gc.cancel && gc.cancel->load(); };
+  // The prompt goes in chunks so a cancel request is seen within one chunk's time.
+  constexpr size_t kPrefillChunk = 256;
+  const auto planned = static_cast<int64_t>(prompt.size());
+  size_t fed = keep;
+  while (gc.max_new_tokens > 0 && prompt.size() - fed > kPrefillChunk && !cancelled()) {
+    seq.append_with_logits(prompt.subspan(fed, kPrefillChunk), {}, planned);
+    fed += kPrefillChunk;
+  }
+  if (cancelled()) stopped = true;
   for (int64_t step = 0; step < gc.max_new_tokens && !stopped; ++step) {
     if (static_cast<int64_t>(seq.tokens().size()) >= max_len) break;  // the context is full
     const std::vector<float>& logits =
-        step == 0 ? seq.append(prompt.subspan(keep)) : seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
+        step == 0 ? seq.append(prompt.subspan(fed), planned) : seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
     const int32_t id = sampler.next(logits, seq.tokens());
     r.output_ids.push_back(id);
     if (step == 0) r.stats.ttft_ms = ms_since(start);
@@ -208,6 +218,7 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
       r.finish_reason = "eos";
       break;
     }
+    if (cancelled()) stopped = true;
   }
   if (stopped) r.finish_reason = "stopped";
   if (decoder && !matcher.matched()) emit(matcher.push(decoder->flush()) + matcher.flush());

@@ -433,10 +433,11 @@ void Sequence::truncate(size_t n) {
   last_logits_.clear();
 }
 
-std::vector<float> Sequence::append_with_logits(std::span<const int32_t> tokens, std::span<const int64_t> rows) {
+std::vector<float> Sequence::append_with_logits(std::span<const int32_t> tokens, std::span<const int64_t> rows,
+                                                int64_t planned_length) {
   const int64_t vocab = model_->config().vocab_size;
   if (tokens.empty()) throw Error("internal: append of no tokens");
-  const int64_t total = static_cast<int64_t>(tokens_.size() + tokens.size());
+  const int64_t total = std::max<int64_t>(planned_length, static_cast<int64_t>(tokens_.size() + tokens.size()));
   const RopeTable table = model_->table_for_length(total);
   std::vector<float> out(rows.size() * static_cast<size_t>(vocab));
   if (cache_.length > 0 && cache_.table != table) {
@@ -455,9 +456,9 @@ std::vector<float> Sequence::append_with_logits(std::span<const int32_t> tokens,
   return out;
 }
 
-const std::vector<float>& Sequence::append(std::span<const int32_t> tokens) {
+const std::vector<float>& Sequence::append(std::span<const int32_t> tokens, int64_t planned_length) {
   const int64_t last = static_cast<int64_t>(tokens.size()) - 1;
-  last_logits_ = append_with_logits(tokens, std::span<const int64_t>(&last, 1));
+  last_logits_ = append_with_logits(tokens, std::span<const int64_t>(&last, 1), planned_length);
   return last_logits_;
 }
 

@@ -121,10 +121,13 @@ class Sequence {
  public:
   Sequence(const Phi3Model& model, kernels::ThreadPool& pool);
 
-  // Appends tokens and returns the logits of the last one ([vocab]).
-  const std::vector<float>& append(std::span<const int32_t> tokens);
+  // Appends tokens and returns the logits of the last one ([vocab]). planned_length: the length the
+  // sequence will reach in this prefill when it is fed in chunks, so every chunk uses the LongRoPE
+  // table of the whole prompt (as one call would).
+  const std::vector<float>& append(std::span<const int32_t> tokens, int64_t planned_length = 0);
   // Appends tokens and returns logits for each requested row of `tokens` ([rows, vocab]).
-  std::vector<float> append_with_logits(std::span<const int32_t> tokens, std::span<const int64_t> rows);
+  std::vector<float> append_with_logits(std::span<const int32_t> tokens, std::span<const int64_t> rows,
+                                        int64_t planned_length = 0);
 
   const std::vector<int32_t>& tokens() const { return tokens_; }
   int64_t recomputations() const { return recomputations_; }  // LongRoPE crossings handled
