@@ -341,6 +341,11 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   }
 }
 
+// Attention scores of a block of keys: dot inlined per row, so the rows' reductions overlap.
+void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) {
+  for (int64_t r = 0; r < rows; ++r) out[r] = dot(q, k + r * n, n);
+}
+
 // Attention's weighted sum of value rows: y stays in registers over all rows (up to 256 columns).
 void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) {
   if (n > 256) {
@@ -480,7 +485,7 @@ PHINFER_TARGET_END
 namespace phinfer::kernels::detail {
 
 const KernelTable& avx512_kernels() {
-  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, axpy_rows};
+  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, axpy_rows, dot_rows};
   return t;
 }
 

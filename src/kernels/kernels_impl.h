@@ -94,6 +94,8 @@ using DotFn = float (*)(const float* a, const float* b, int64_t n);
 using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
 // y += sum_r p[r] * x[r * n ...]: the same per-element fma sequence as `rows` axpy calls.
 using AxpyRowsFn = void (*)(const float* p, const float* x, int64_t rows, int64_t n, float* y);
+// out[r] = dot(q, k + r * n, n): the same per-row result as `rows` dot calls.
+using DotRowsFn = void (*)(const float* q, const float* k, int64_t rows, int64_t n, float* out);
 
 struct KernelTable {
   Isa isa;
@@ -107,6 +109,7 @@ struct KernelTable {
   DotFn dot;
   AxpyFn axpy;
   AxpyRowsFn axpy_rows = nullptr;  // optional: keeps y in registers across rows
+  DotRowsFn dot_rows = nullptr;    // optional: one call (and overlapping reductions) per block
 };
 
 const KernelTable& scalar_kernels();

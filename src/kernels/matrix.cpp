@@ -106,6 +106,7 @@ void axpy(float a, const float* x, float* y, int64_t n) { detail::kernels_for(ac
 
 void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) {
   const auto& t = detail::kernels_for(active_isa());
+  if (t.dot_rows) return t.dot_rows(q, k, rows, n, out);
   for (int64_t r = 0; r < rows; ++r) out[r] = t.dot(q, k + r * n, n);
 }
 
