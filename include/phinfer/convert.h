@@ -45,7 +45,7 @@ struct ConvertSummary {
   double bits_per_weight = 0;  // over the 2-D weights
 };
 
-// Converts `hf_dir` into the model file `out` (written to out.partial, renamed when complete).
+// Converts `hf_dir` into the model file `out` (written to a per-process out.partial.PID, renamed when complete).
 ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& options);
 
 // The cached model file for (hf_dir, options) under cache_dir, converting it first if missing. The

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "phinfer/error.h"
 
 namespace phinfer::format {
@@ -127,7 +129,8 @@ void NativeFile::verify() const {
 }
 
 NativeFileWriter::NativeFileWriter(const std::filesystem::path& path, json metadata, std::vector<TensorDecl> tensors)
-    : path_(path), tmp_path_(path.string() + ".partial"), meta_(std::move(metadata)), tensors_(std::move(tensors)) {
+    // A per-process name: two processes filling the same cache entry never write into one file.
+    : path_(path), tmp_path_(path.string() + ".partial." + std::to_string(::getpid())), meta_(std::move(metadata)), tensors_(std::move(tensors)) {
   // Offsets are fixed now; CRCs are placeholders of their final width, so the JSON size never changes.
   json table = json::object();
   for (auto& t : tensors_) {
