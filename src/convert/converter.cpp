@@ -72,17 +72,7 @@ struct Planned {
 };
 
 // The source tensor as fp32 rows (exact for every float dtype).
-std::vector<float> load_f32(const Planned& p) {
-  kernels::WeightMatrix src;
-  const auto dtype = p.source->dtype;
-  src.format = dtype == DType::F32 ? WeightFormat::F32 : dtype == DType::F16 ? WeightFormat::F16 : WeightFormat::BF16;
-  src.rows = p.rows();
-  src.cols = p.cols();
-  src.data = p.source->data.data();
-  std::vector<float> out(static_cast<size_t>(src.rows * src.cols));
-  for (int64_t r = 0; r < src.rows; ++r) src.row_to_f32(r, out.data() + r * src.cols);
-  return out;
-}
+std::vector<float> load_f32(const Planned& p) { return model::to_f32(model::as_matrix(*p.source)); }
 
 kernels::QuantParams quant_params(const Planned& p, bool plain) {
   return {p.format, p.group_size, p.symmetric, plain ? kernels::QuantMethod::MinMax : kernels::QuantMethod::Search};

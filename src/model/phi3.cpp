@@ -14,15 +14,6 @@ namespace {
 using kernels::WeightFormat;
 using kernels::WeightMatrix;
 
-WeightMatrix as_matrix(const format::TensorView& t) {
-  WeightMatrix m;
-  m.format = t.dtype == DType::F32 ? WeightFormat::F32 : t.dtype == DType::F16 ? WeightFormat::F16 : WeightFormat::BF16;
-  m.rows = t.shape[0];
-  m.cols = t.shape.size() > 1 ? t.shape[1] : 1;
-  m.data = t.data.data();
-  return m;
-}
-
 // HF Phi3RMSNorm: x / sqrt(mean(x^2) + eps) * weight.
 void rms_norm(const float* x, const float* weight, int64_t n, double eps, float* out) {
   double ss = 0;
@@ -32,6 +23,23 @@ void rms_norm(const float* x, const float* weight, int64_t n, double eps, float*
 }
 
 }  // namespace
+
+kernels::WeightMatrix as_matrix(const format::TensorView& t) {
+  kernels::WeightMatrix m;
+  m.format = t.dtype == DType::F32   ? kernels::WeightFormat::F32
+             : t.dtype == DType::F16 ? kernels::WeightFormat::F16
+                                     : kernels::WeightFormat::BF16;
+  m.rows = t.shape[0];
+  m.cols = t.shape.size() > 1 ? t.shape[1] : 1;
+  m.data = t.data.data();
+  return m;
+}
+
+std::vector<float> to_f32(const kernels::WeightMatrix& m) {
+  std::vector<float> v(static_cast<size_t>(m.rows * m.cols));
+  for (int64_t r = 0; r < m.rows; ++r) m.row_to_f32(r, v.data() + r * m.cols);
+  return v;
+}
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   using K = TensorSpec::Kind;
@@ -110,12 +118,6 @@ WeightMatrix native_matrix(const format::NativeFile& f, const TensorSpec& spec) 
   return m;
 }
 
-std::vector<float> to_vector(const WeightMatrix& m) {
-  std::vector<float> v(static_cast<size_t>(m.rows * m.cols));
-  for (int64_t r = 0; r < m.rows; ++r) m.row_to_f32(r, v.data() + r * m.cols);
-  return v;
-}
-
 }  // namespace
 
 std::unique_ptr<Phi3Model> Phi3Model::load(const std::filesystem::path& path, SlidingWindow window) {
@@ -143,7 +145,7 @@ std::unique_ptr<Phi3Model> Phi3Model::load(const std::filesystem::path& path, Sl
     WeightMatrix mat = matrix(spec);
     if (spec.kind == TensorSpec::Kind::Embedding) w.embed_tokens = mat;
     if (spec.kind == TensorSpec::Kind::LmHead) w.lm_head = mat;
-    if (spec.name == "model.norm.weight") w.final_norm = to_vector(mat);
+    if (spec.name == "model.norm.weight") w.final_norm = to_f32(mat);
     if (spec.name.rfind("model.layers.", 0) != 0) continue;
     const size_t dot = spec.name.find('.', 13);
     LayerWeights& L = w.layers[std::stoul(spec.name.substr(13, dot - 13))];
@@ -152,8 +154,8 @@ std::unique_ptr<Phi3Model> Phi3Model::load(const std::filesystem::path& path, Sl
     else if (field == "self_attn.o_proj.weight") L.o_proj = mat;
     else if (field == "mlp.gate_up_proj.weight") L.gate_up_proj = mat;
     else if (field == "mlp.down_proj.weight") L.down_proj = mat;
-    else if (field == "input_layernorm.weight") L.input_norm = to_vector(mat);
-    else if (field == "post_attention_layernorm.weight") L.post_attention_norm = to_vector(mat);
+    else if (field == "input_layernorm.weight") L.input_norm = to_f32(mat);
+    else if (field == "post_attention_layernorm.weight") L.post_attention_norm = to_f32(mat);
   }
   if (c.tie_word_embeddings) w.lm_head = w.embed_tokens;
 
@@ -257,15 +259,6 @@ const float* Phi3Model::KVCache::values(int layer, int64_t head, int64_t pos, in
   const int64_t at = (head * capacity + pos) * head_dim;
   return f16 ? cached_rows(nullptr, v16[l].data(), at, count * head_dim, scratch)
              : cached_rows(v[l].data(), nullptr, at, count * head_dim, scratch);
-}
-
-size_t Phi3Model::KVCache::bytes() const {
-  size_t total = 0;
-  for (const auto* store : {&k, &v})
-    for (const auto& layer : *store) total += layer.size() * sizeof(float);
-  for (const auto* store : {&k16, &v16})
-    for (const auto& layer : *store) total += layer.size() * sizeof(uint16_t);
-  return total;
 }
 
 void Phi3Model::apply_rope(float* qk, int64_t n, int64_t pos0, int64_t stride, int64_t n_heads, RopeTable table) const {

@@ -44,6 +44,11 @@ struct TensorSpec {
 // In file order of a transformers state_dict; lm_head only when embeddings are not tied.
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
 
+// A float (F32/F16/BF16) safetensors tensor as a weight matrix viewing its bytes; 1-D tensors are one row.
+kernels::WeightMatrix as_matrix(const format::TensorView& t);
+// Every element of a matrix as fp32, row-major (exact for float formats, dequantized otherwise).
+std::vector<float> to_f32(const kernels::WeightMatrix& m);
+
 // The sliding-window setting a user can override: auto = as config.json declares.
 struct SlidingWindow {
   enum class Mode { Auto, Off, Fixed } mode = Mode::Auto;
@@ -88,7 +93,6 @@ class Phi3Model {
     // cache for fp32, else converted into `scratch`).
     const float* keys(int layer, int64_t head, int64_t pos, int64_t count, std::vector<float>& scratch) const;
     const float* values(int layer, int64_t head, int64_t pos, int64_t count, std::vector<float>& scratch) const;
-    size_t bytes() const;
   };
   KVCache new_cache() const;
 
