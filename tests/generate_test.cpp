@@ -7,6 +7,7 @@
 #include "generate/sampler.h"
 #include "generate/stop_strings.h"
 #include "model/phi3.h"
+#include "model/sequence.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
 #include "test_util.h"

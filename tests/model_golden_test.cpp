@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "model/phi3.h"
+#include "model/sequence.h"
 #include "test_util.h"
 
 namespace phinfer {

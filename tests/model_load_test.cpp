@@ -15,6 +15,7 @@
 #include "format/safetensors.h"
 #include "kernels/thread_pool.h"
 #include "model/phi3.h"
+#include "model/sequence.h"
 #include "phinfer/error.h"
 #include "test_util.h"
 

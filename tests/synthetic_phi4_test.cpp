@@ -12,6 +12,7 @@
 
 #include "format/safetensors.h"
 #include "model/phi3.h"
+#include "model/sequence.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
 #include "phinfer/tokenizer.h"

@@ -10,6 +10,7 @@
 
 #include "format/safetensors.h"
 #include "model/phi3.h"
+#include "model/sequence.h"
 #include "phinfer/error.h"
 #include "phinfer/tokenizer.h"
 #include "synthetic/synthetic.h"

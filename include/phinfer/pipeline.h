@@ -55,7 +55,9 @@ struct GenerationResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> output_ids;  // generated ids, including the eos that stopped it
   std::string text;
-  std::string finish_reason;        // "eos", "stop" (a stop string), "length", or "stopped" (the streamer asked)
+  std::string finish_reason;        // "eos", "stop" (a stop string), "length", "stopped" (the streamer, the cancel
+                                    // flag or Engine::cancel asked), or "error" (an Engine request that failed)
+  std::string error;                // with "error": what went wrong (Pipeline::generate throws it instead)
   GenerationStats stats;
 };
 
@@ -63,7 +65,7 @@ struct GenerationResult {
 using Streamer = std::function<bool(std::string_view text)>;
 
 // The KV cache of one token stream, kept between generate calls so a conversation's next turn only
-// processes its new tokens. Opaque; one per conversation; not shared between threads.
+// processes its new tokens. Opaque; one per conversation; used by one call at a time.
 class KVState {
  public:
   KVState();
@@ -85,8 +87,12 @@ struct PipelineOptions {
   // result is cached under cache_dir, keyed by the source files and options; later loads reuse it).
   std::optional<ConvertOptions> convert;
   std::filesystem::path cache_dir;
+  std::string device = "cpu";           // cpu, or auto (the best available device)
 };
 
+// Threading: every method may be called from any thread. generate, logits and Generators share the
+// pipeline's one backend and run one at a time (a second caller waits); for concurrent generations
+// use an Engine (phinfer/engine.h) on the pipeline, which batches them.
 class Pipeline {
  public:
   // model: a Hugging Face checkpoint folder or a phinfer model file (phinfer convert).
@@ -120,6 +126,8 @@ class Pipeline {
   std::vector<float> logits(std::span<const int32_t> ids, std::span<const int64_t> positions) const;
 
   struct Impl;
+  Impl* impl() const { return impl_.get(); }  // for the engine; opaque to users
+
  private:
   explicit Pipeline(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -1,5 +1,7 @@
 #include "cli/model_options.h"
 
+#include "model/phi3.h"
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -45,6 +47,8 @@ void finish_quantization_options(ConvertOptions& c, const std::optional<int>& gr
 
 void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("-m,--model", a.model, "Hugging Face checkpoint folder or phinfer model file")->required();
+  app->add_option("--device", a.pipeline.device, "Where to run: cpu, or auto (the best available device)")
+      ->capture_default_str();
   app->add_option("--threads", a.pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
   app->add_option("--sliding-window", a.pipeline.sliding_window, "Attention window: auto (as config.json), off, or a number of keys")
       ->capture_default_str();
@@ -77,6 +81,11 @@ Pipeline load_pipeline(ModelArgs& a) {
     a.convert.progress = print_progress;
     a.pipeline.convert = a.convert;
     a.pipeline.cache_dir = a.cache_dir.empty() ? default_cache_dir() : a.cache_dir;
+  }
+  try {
+    model::SlidingWindow::parse(a.pipeline.sliding_window);
+  } catch (const Error& e) {
+    throw Error(std::string("--sliding-window: ") + e.what());
   }
   return Pipeline::load(a.model, a.pipeline);
 }

@@ -1,33 +1,34 @@
 #include "phinfer/pipeline.h"
 
 #include <algorithm>
-#include <chrono>
 
-#include "generate/sampler.h"
-#include "generate/stop_strings.h"
+#include "engine/engine_impl.h"
 #include "format/native_file.h"
-#include "model/phi3.h"
+#include "generate/pipeline_impl.h"
+#include "model/sequence.h"
 #include "phinfer/error.h"
 
 namespace phinfer {
 
-using generate::StopStringMatcher;
+const Tokenizer& Pipeline::Impl::tok() const {
+  if (!tokenizer) throw Error(dir.string() + ": no tokenizer.json in the model folder; give token ids instead of text");
+  return *tokenizer;
+}
 
-struct Pipeline::Impl {
-  std::filesystem::path dir;
-  std::unique_ptr<model::Phi3Model> model;
-  std::optional<Tokenizer> tokenizer;
-  std::optional<ChatTemplate> chat_template;
-  GenerationDefaults defaults;
-  mutable kernels::ThreadPool pool;
-
-  Impl(int threads) : pool(threads) {}
-
-  const Tokenizer& tok() const {
-    if (!tokenizer) throw Error(dir.string() + ": no tokenizer.json in the model folder; use token ids (--prompt-ids)");
-    return *tokenizer;
+std::vector<int32_t> Pipeline::Impl::stop_ids(const GenerationConfig& gc) const {
+  std::vector<int32_t> ids = defaults.eos_token_ids;
+  const auto& cfg = model->config().eos_token_ids;
+  ids.insert(ids.end(), cfg.begin(), cfg.end());
+  ids.insert(ids.end(), gc.extra_eos_token_ids.begin(), gc.extra_eos_token_ids.end());
+  if (tokenizer) {
+    // Phi-3 chat models end a turn with <|end|>; some configs list only <|endoftext|>.
+    if (auto end = tokenizer->token_to_id("<|end|>")) ids.push_back(*end);
+    if (auto eos = tokenizer->eos_id()) ids.push_back(*eos);
   }
-};
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
 
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pipeline::~Pipeline() = default;
@@ -36,18 +37,19 @@ Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
 
 Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineOptions& options) {
   if (options.threads < 0 || options.threads > 1024)
-    throw Error("--threads: expected 0 (auto) to 1024, found " + std::to_string(options.threads));
+    throw Error("threads: expected 0 (auto) to 1024, found " + std::to_string(options.threads));
   if (options.kv_cache_dtype != "f32" && options.kv_cache_dtype != "f16")
-    throw Error("--kv-cache: expected f32 or f16, found '" + options.kv_cache_dtype + "'");
-  auto impl = std::make_unique<Impl>(options.threads);
+    throw Error("KV cache type: expected f32 or f16, found '" + options.kv_cache_dtype + "'");
+  backend::check_device(options.device);  // before any work
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
   impl->dir = model_path;
   if (options.convert) {
     if (format::is_native_file(model_path))
-      throw Error(model_path.string() + " is already a phinfer model file; --weight-format converts Hugging Face folders");
+      throw Error(model_path.string() + " is already a phinfer model file; only Hugging Face folders are converted");
     impl->dir = cached_conversion(model_path, *options.convert, options.cache_dir);
   }
   impl->model = model::Phi3Model::load(impl->dir, model::SlidingWindow::parse(options.sliding_window));
-  impl->model->set_kv_cache_f16(options.kv_cache_dtype == "f16");
   if (format::is_native_file(impl->dir)) {
     // Everything travels inside the model file.
     const auto& meta = impl->model->native_metadata();
@@ -68,6 +70,11 @@ Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineO
     std::string tmpl = impl->tokenizer->chat_template();
     if (!tmpl.empty()) impl->chat_template.emplace(tmpl);
   }
+  backend::BackendOptions bo;
+  bo.threads = options.threads;
+  bo.kv_f16 = options.kv_cache_dtype == "f16";
+  impl->backend = backend::create_backend(options.device, impl->model, bo);
+  impl->engine = std::make_unique<Engine::Impl>(*impl, *impl->backend, EngineOptions{});
   return Pipeline(std::move(impl));
 }
 
@@ -77,26 +84,12 @@ uint64_t Pipeline::weight_bytes_per_token() const { return impl_->model->weight_
 const ModelConfig& Pipeline::config() const { return impl_->model->config(); }
 const Tokenizer& Pipeline::tokenizer() const { return impl_->tok(); }
 const GenerationDefaults& Pipeline::generation_defaults() const { return impl_->defaults; }
-
-std::vector<int32_t> Pipeline::stop_ids(const GenerationConfig& gc) const {
-  std::vector<int32_t> ids = impl_->defaults.eos_token_ids;
-  const auto& cfg = config().eos_token_ids;
-  ids.insert(ids.end(), cfg.begin(), cfg.end());
-  ids.insert(ids.end(), gc.extra_eos_token_ids.begin(), gc.extra_eos_token_ids.end());
-  if (impl_->tokenizer) {
-    // Phi-3 chat models end a turn with <|end|>; some configs list only <|endoftext|>.
-    if (auto end = impl_->tokenizer->token_to_id("<|end|>")) ids.push_back(*end);
-    if (auto eos = impl_->tokenizer->eos_id()) ids.push_back(*eos);
-  }
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  return ids;
-}
+std::vector<int32_t> Pipeline::stop_ids(const GenerationConfig& gc) const { return impl_->stop_ids(gc); }
 
 std::string Pipeline::render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
   const Tokenizer& tok = impl_->tok();
   if (!impl_->chat_template)
-    throw Error(impl_->dir.string() + ": tokenizer_config.json has no chat_template, so --chat cannot format messages");
+    throw Error(impl_->dir.string() + ": tokenizer_config.json has no chat_template, so chat messages cannot be formatted");
   return impl_->chat_template->render(messages, add_generation_prompt, tok.bos_token(), tok.eos_token());
 }
 
@@ -114,20 +107,14 @@ GenerationResult Pipeline::generate(std::string_view prompt, const GenerationCon
   return r;
 }
 
-struct KVState::Impl {
-  std::optional<model::Sequence> seq;
-  const Pipeline::Impl* owner = nullptr;
-};
 KVState::KVState() : impl(std::make_unique<Impl>()) {}
 KVState::~KVState() = default;
 KVState::KVState(KVState&&) noexcept = default;
 KVState& KVState::operator=(KVState&&) noexcept = default;
-const std::vector<int32_t>& KVState::tokens() const {
-  static const std::vector<int32_t> none;
-  return impl->seq ? impl->seq->tokens() : none;
-}
+const std::vector<int32_t>& KVState::tokens() const { return impl->tokens; }
 void KVState::clear() {
-  if (impl->seq) impl->seq->reset();
+  impl->tokens.clear();
+  if (impl->cache) impl->cache->truncate(0);
 }
 
 GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const GenerationConfig& gc, const Streamer& streamer) const {
@@ -137,100 +124,10 @@ GenerationResult Pipeline::generate(std::span<const int32_t> prompt, const Gener
 
 GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> prompt, const GenerationConfig& gc,
                                     const Streamer& streamer) const {
-  using Clock = std::chrono::steady_clock;
-  auto ms_since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
-  if (prompt.empty()) throw Error("the prompt is empty: give at least one token");
-  if (gc.max_new_tokens < 0) throw Error("max_new_tokens must be >= 0, found " + std::to_string(gc.max_new_tokens));
-  const int64_t max_len = config().max_position_embeddings;
-  if (static_cast<int64_t>(prompt.size()) > max_len)
-    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
-                std::to_string(max_len) + " (max_position_embeddings)");
-
-  generate::Sampler sampler({gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.min_p, gc.repetition_penalty}, gc.seed);
-  const std::vector<int32_t> stops = stop_ids(gc);
-  GenerationResult r;
-  r.prompt_ids.assign(prompt.begin(), prompt.end());
-  r.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
-  r.finish_reason = "length";
-  if (!gc.stop_strings.empty() && !impl_->tokenizer) throw Error("stop strings need a tokenizer.json in the model folder");
-  for (const auto& s : gc.stop_strings)
-    if (s.empty()) throw Error("a stop string must not be empty");
-
-  std::optional<Tokenizer::StreamDecoder> decoder;
-  if (impl_->tokenizer) decoder.emplace(*impl_->tokenizer, gc.skip_special_tokens);
-  StopStringMatcher matcher(gc.stop_strings);
-  const int32_t tokenizer_size = impl_->tokenizer ? impl_->tokenizer->vocab_size() : 0;
-  auto text_of = [&](const std::vector<int32_t>& ids) {
-    std::vector<int32_t> known;
-    for (int32_t id : ids)
-      if (id < tokenizer_size) known.push_back(id);
-    return impl_->tokenizer->decode(known, gc.skip_special_tokens);
-  };
-  bool stopped = false;
-  auto emit = [&](const std::string& text) {
-    if (!stopped && streamer && !text.empty() && !streamer(text)) stopped = true;
-  };
-  if (streamer && !gc.skip_prompt && impl_->tokenizer) emit(text_of(r.prompt_ids));
-
-  const auto start = Clock::now();
-  if (!state.impl->seq || state.impl->owner != impl_.get()) {
-    state.impl->seq.emplace(*impl_->model, impl_->pool);
-    state.impl->owner = impl_.get();
-  }
-  model::Sequence& seq = *state.impl->seq;
-  // Keep the cached prefix the new prompt shares; at least the last prompt token is recomputed for its logits.
-  const auto& cached = seq.tokens();
-  size_t keep = 0;
-  while (keep < cached.size() && keep + 1 < prompt.size() && cached[keep] == prompt[keep]) ++keep;
-  seq.truncate(keep);
-  seq.reserve(std::min<int64_t>(max_len, static_cast<int64_t>(prompt.size()) + gc.max_new_tokens));
-  r.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
-  auto last_token_time = start;
-  auto cancelled = [&] { return gc.cancel && gc.cancel->load(); };
-  // The prompt goes in chunks so a cancel request is seen within one chunk's time.
-  constexpr size_t kPrefillChunk = 256;
-  const auto planned = static_cast<int64_t>(prompt.size());
-  size_t fed = keep;
-  while (gc.max_new_tokens > 0 && prompt.size() - fed > kPrefillChunk && !cancelled()) {
-    seq.append_with_logits(prompt.subspan(fed, kPrefillChunk), {}, planned);
-    fed += kPrefillChunk;
-  }
-  if (cancelled()) stopped = true;
-  for (int64_t step = 0; step < gc.max_new_tokens && !stopped; ++step) {
-    if (static_cast<int64_t>(seq.tokens().size()) >= max_len) break;  // the context is full
-    const std::vector<float>& logits =
-        step == 0 ? seq.append(prompt.subspan(fed), planned) : seq.append(std::span<const int32_t>(&r.output_ids.back(), 1));
-    const int32_t id = sampler.next(logits, seq.tokens());
-    r.output_ids.push_back(id);
-    if (step == 0) r.stats.ttft_ms = ms_since(start);
-    r.stats.per_token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - last_token_time).count());
-    last_token_time = Clock::now();
-    // Ids past the tokenizer's vocabulary (embedding padding rows, e.g. Phi-4-mini's 200029..200063)
-    // have no text, as in Hugging Face's decode.
-    if (decoder && id < tokenizer_size) {
-      emit(matcher.push(decoder->push(id)));
-      if (matcher.matched()) {
-        r.finish_reason = "stop";
-        break;
-      }
-    }
-    if (!gc.ignore_eos && std::binary_search(stops.begin(), stops.end(), id)) {
-      r.finish_reason = "eos";
-      break;
-    }
-    if (cancelled()) stopped = true;
-  }
-  if (stopped) r.finish_reason = "stopped";
-  if (decoder && !matcher.matched()) emit(matcher.push(decoder->flush()) + matcher.flush());
-  r.stats.generated_tokens = static_cast<int64_t>(r.output_ids.size());
-  if (r.output_ids.size() > 1) {
-    double decode_ms = std::chrono::duration<double, std::milli>(last_token_time - start).count() - r.stats.ttft_ms;
-    r.stats.decode_tokens_per_s = decode_ms > 0 ? static_cast<double>(r.output_ids.size() - 1) * 1000.0 / decode_ms : 0;
-  }
-  if (impl_->tokenizer) {
-    r.text = matcher.matched() ? matcher.text() : text_of(r.output_ids);
-    if (gc.return_full_text) r.text = text_of(r.prompt_ids) + r.text;
-  }
+  std::lock_guard<std::mutex> lock(impl_->compute);
+  Engine::Impl& engine = *impl_->engine;
+  GenerationResult r = engine.run_to_completion(engine.add(&state, prompt, gc, streamer));
+  if (!r.error.empty()) throw Error(r.error);
   return r;
 }
 
@@ -239,8 +136,98 @@ std::vector<float> Pipeline::logits(std::span<const int32_t> ids, std::span<cons
   for (int64_t p : positions)
     if (p < 0 || p >= static_cast<int64_t>(ids.size()))
       throw Error("position " + std::to_string(p) + " is outside the " + std::to_string(ids.size()) + " given ids");
-  model::Sequence seq(*impl_->model, impl_->pool);
-  return seq.append_with_logits(ids, positions);
+  std::lock_guard<std::mutex> lock(impl_->compute);
+  auto cache = impl_->backend->new_cache();
+  const backend::BatchEntry entry{cache.get(), impl_->model->table_for_length(static_cast<int64_t>(ids.size())), ids,
+                                  positions};
+  std::span<const float> out = impl_->backend->forward(std::span<const backend::BatchEntry>(&entry, 1));
+  return std::vector<float>(out.begin(), out.end());
 }
+
+// --- Generator ----------------------------------------------------------------------------
+
+struct Generator::Impl {
+  Pipeline::Impl* pipe;
+  GenerationConfig config;
+  std::optional<generate::Sampler> sampler;
+  std::vector<int32_t> stops;
+  std::unique_ptr<backend::SequenceCache> cache;
+  std::vector<int32_t> tokens;
+  std::vector<float> logits;  // of the last token; empty when unknown
+  int64_t generated = 0;
+  bool done = false;
+};
+
+Generator::Generator(const Pipeline& pipeline, const GenerationConfig& config) : impl_(std::make_unique<Impl>()) {
+  impl_->pipe = pipeline.impl();
+  impl_->config = config;
+  impl_->sampler.emplace(generate::SamplingParams{config.do_sample, config.temperature, config.top_k, config.top_p,
+                                                  config.min_p, config.repetition_penalty},
+                         config.seed);
+  impl_->stops = impl_->pipe->stop_ids(config);
+  std::lock_guard<std::mutex> lock(impl_->pipe->compute);
+  impl_->cache = impl_->pipe->backend->new_cache();
+}
+
+Generator::~Generator() = default;
+Generator::Generator(Generator&&) noexcept = default;
+Generator& Generator::operator=(Generator&&) noexcept = default;
+
+void Generator::append_tokens(std::span<const int32_t> ids) {
+  if (ids.empty()) return;
+  Impl& g = *impl_;
+  const int64_t context = g.pipe->model->config().max_position_embeddings;
+  if (static_cast<int64_t>(g.tokens.size() + ids.size()) > context)
+    throw Error("appending " + std::to_string(ids.size()) + " tokens to " + std::to_string(g.tokens.size()) +
+                " exceeds the model's context of " + std::to_string(context));
+  std::vector<int32_t> all = g.tokens;
+  all.insert(all.end(), ids.begin(), ids.end());
+  const model::RopeTable table = g.pipe->model->table_for_length(static_cast<int64_t>(all.size()));
+  std::lock_guard<std::mutex> lock(g.pipe->compute);
+  // Tokens not yet in the cache (after a rewind or a LongRoPE crossing, more than `ids`).
+  if (g.cache->length() > 0 && g.cache->table() != table) g.cache->truncate(0);
+  const auto from = static_cast<size_t>(g.cache->length());
+  const std::span<const int32_t> todo = std::span<const int32_t>(all).subspan(from);
+  const int64_t last = static_cast<int64_t>(todo.size()) - 1;
+  const backend::BatchEntry entry{g.cache.get(), table, todo, std::span<const int64_t>(&last, 1)};
+  std::span<const float> out = g.pipe->backend->forward(std::span<const backend::BatchEntry>(&entry, 1));
+  g.logits.assign(out.begin(), out.end());
+  g.tokens = std::move(all);
+  if (static_cast<int64_t>(g.tokens.size()) >= context) g.done = true;
+}
+
+std::span<const float> Generator::logits() const { return impl_->logits; }
+
+int32_t Generator::generate_next_token() {
+  Impl& g = *impl_;
+  if (g.logits.empty()) throw Error("generate_next_token: append tokens first (there are no logits to choose from)");
+  if (g.done) throw Error("generate_next_token: the generation is done (stop token, max_new_tokens or full context)");
+  const int32_t id = g.sampler->next(g.logits, g.tokens);
+  ++g.generated;
+  const bool stop = !g.config.ignore_eos && std::binary_search(g.stops.begin(), g.stops.end(), id);
+  if (stop || g.generated >= g.config.max_new_tokens) {
+    g.tokens.push_back(id);  // part of the sequence, not run through the model yet
+    g.logits.clear();
+    g.done = true;
+  } else {
+    append_tokens(std::span<const int32_t>(&id, 1));
+  }
+  return id;
+}
+
+bool Generator::is_done() const { return impl_->done; }
+
+void Generator::rewind_to(size_t length) {
+  Impl& g = *impl_;
+  if (length >= g.tokens.size()) return;
+  g.tokens.resize(length);
+  std::lock_guard<std::mutex> lock(g.pipe->compute);
+  g.cache->truncate(std::min<int64_t>(g.cache->length(), static_cast<int64_t>(length)));
+  g.logits.clear();
+  g.done = false;
+  g.generated = 0;
+}
+
+const std::vector<int32_t>& Generator::tokens() const { return impl_->tokens; }
 
 }  // namespace phinfer

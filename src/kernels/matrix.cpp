@@ -25,9 +25,14 @@ const KernelTable& kernels_for(Isa isa) {
 void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActLayout& a, const float* x, int64_t p0,
                           int64_t p1, std::byte* out) {
   const int32_t mult = (L.bits == 8 && k.q8_signed_dot) ? 128 - L.zero_point : -L.zero_point;
-  std::vector<int8_t> tmp;
-  std::vector<float> dx(static_cast<size_t>(L.n_blocks));
-  std::vector<int32_t> sums(static_cast<size_t>(L.n_blocks));
+  // Per-thread scratch, grown once: steady-state decode allocates nothing.
+  thread_local std::vector<int8_t> tmp;
+  thread_local std::vector<float> dx;
+  thread_local std::vector<int32_t> sums;
+  if (dx.size() < static_cast<size_t>(L.n_blocks)) {
+    dx.resize(static_cast<size_t>(L.n_blocks));
+    sums.resize(static_cast<size_t>(L.n_blocks));
+  }
   for (int64_t p = p0; p < p1; ++p) {
     std::byte* base = out + p * a.panel_stride;
     const int64_t np = a.panel_tokens(p);
@@ -35,7 +40,7 @@ void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActL
     float* pdx = reinterpret_cast<float*>(base + a.q_bytes);
     int32_t* pcorr = reinterpret_cast<int32_t*>(base + a.q_bytes + a.info_bytes);
     float* pdxs = reinterpret_cast<float*>(base + a.q_bytes + 2 * a.info_bytes);
-    if (np > 1) tmp.resize(static_cast<size_t>(L.padded_cols));
+    if (np > 1 && tmp.size() < static_cast<size_t>(L.padded_cols)) tmp.resize(static_cast<size_t>(L.padded_cols));
     for (int64_t i = 0; i < np; ++i) {
       const float* xt = x + (p * a.panel + i) * L.cols;
       int8_t* qt = np == 1 ? q : tmp.data();
@@ -68,6 +73,34 @@ std::byte* act_scratch(size_t n) {
 }
 
 }  // namespace
+
+namespace {
+constexpr FormatInfo kFormats[] = {
+    {WeightFormat::F32, "fp32", 32, false, "f32"},  {WeightFormat::F16, "fp16", 16, false, "f16"},
+    {WeightFormat::BF16, "bf16", 16, false, "bf16"}, {WeightFormat::Q8, "int8", 8, true, "q8"},
+    {WeightFormat::Q4, "int4", 4, true, "q4"},
+};
+}  // namespace
+
+std::span<const FormatInfo> weight_formats() { return kFormats; }
+
+const FormatInfo& format_info(WeightFormat f) {
+  for (const FormatInfo& i : kFormats)
+    if (i.format == f) return i;
+  throw Error("internal: weight format without a registry entry");
+}
+
+const FormatInfo* find_format_by_name(std::string_view name) {
+  for (const FormatInfo& i : kFormats)
+    if (name == i.name || name == i.legacy_tag) return &i;
+  return nullptr;
+}
+
+std::string format_names() {
+  std::string out;
+  for (const FormatInfo& i : kFormats) out += (out.empty() ? "" : ", ") + std::string(i.name);
+  return out;
+}
 
 size_t WeightMatrix::bytes() const {
   if (is_quantized(format)) return quantized_size(format, rows, cols, group_size, symmetric);

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "format/dtype.h"
 #include "kernels/thread_pool.h"
@@ -13,6 +15,23 @@
 namespace phinfer::kernels {
 
 enum class WeightFormat { F32, F16, BF16, Q8, Q4 };
+
+// The one table of weight formats: every layer (the converter's options, the model file's tensor
+// entries, the loader, messages) names a format by `name`. A new format is one entry here plus
+// its kernels.
+struct FormatInfo {
+  WeightFormat format;
+  const char* name;         // "fp32", "fp16", "bf16", "int8", "int4"
+  int bits;                 // stored bits per weight, before scales
+  bool quantized;           // packed Q8/Q4 layout with groups and scales (quant.h)
+  const char* legacy_tag;   // the tag model files of format version 1 used ("q4"); read only
+};
+std::span<const FormatInfo> weight_formats();
+const FormatInfo& format_info(WeightFormat f);
+// By name, or by the legacy tag of older model files; null when unknown.
+const FormatInfo* find_format_by_name(std::string_view name);
+// "fp32, fp16, bf16, int8, int4": for error messages.
+std::string format_names();
 
 inline bool is_quantized(WeightFormat f) { return f == WeightFormat::Q8 || f == WeightFormat::Q4; }
 

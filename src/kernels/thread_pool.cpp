@@ -81,13 +81,13 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::run(int64_t n, Job fn) {
   if (n <= 0) return;
   if (workers_.empty() || n == 1) {
     fn(0, n);
     return;
   }
-  job_ = &fn;
+  job_ = fn;
   job_n_ = n;
   pending_.store(static_cast<int>(workers_.size()));
   generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ increment in worker_loop
@@ -103,7 +103,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     done_.wait(lock, [&] { return pending_.load() == 0; });
     caller_waiting_.store(false);
   }
-  job_ = nullptr;
+  job_ = Job{};
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -118,7 +118,7 @@ void ThreadPool::worker_loop(int index) {
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
     auto [b, e] = chunk(job_n_, size(), index);
-    if (b < e) (*job_)(b, e);
+    if (b < e) job_(b, e);
     if (pending_.fetch_sub(1) == 1 && caller_waiting_.load()) {
       std::lock_guard<std::mutex> lock(mu_);
       done_.notify_one();

@@ -8,9 +8,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace phinfer::kernels {
@@ -24,18 +24,28 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // fn(begin, end) over disjoint chunks covering [0, n); returns when all are done. Not reentrant:
-  // one parallel_for at a time per pool.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+  // one parallel_for at a time per pool. fn is called by reference, never copied or type-erased
+  // into a heap object: a decode step's hundreds of calls allocate nothing.
+  template <typename Fn>
+  void parallel_for(int64_t n, Fn&& fn) {
+    run(n, Job{&fn, [](const void* f, int64_t b, int64_t e) { (*static_cast<const std::remove_reference_t<Fn>*>(f))(b, e); }});
+  }
 
   static int default_threads();  // physical cores (hyper-threads do not help memory-bound decode)
 
  private:
+  struct Job {
+    const void* fn = nullptr;
+    void (*call)(const void*, int64_t, int64_t) = nullptr;
+    void operator()(int64_t b, int64_t e) const { call(fn, b, e); }
+  };
+  void run(int64_t n, Job job);
   void worker_loop(int index);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  Job job_;
   int64_t job_n_ = 0;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};

@@ -1,0 +1,110 @@
+#pragma once
+// Many token streams on one model: a generation engine with a step API (continuous batching), and a
+// pull-style generator for one stream.
+//
+// Engine: requests join with add_request and leave when finished or cancelled; every step() runs
+// one forward pass over the decode rows of all running requests plus at most one prefill chunk of
+// a request still reading its prompt (within a token budget per step, so a long prompt delays the
+// others by at most one chunk). Each request has its own KV cache, sampler, stop strings, streamer
+// and finish reason. Batching never changes a request's result: its tokens are exactly those of
+// the same request run alone.
+//
+// KV memory: a request reserves the KV cache of its longest possible sequence (prompt +
+// max_new_tokens, at most the context) when it is admitted; requests that do not fit the budget
+// wait in arrival order until running ones finish. Nothing is ever evicted from a running request.
+//
+// Threading contract:
+//   - step() is called by one thread at a time (the "engine thread"); streamers run on it, inside
+//     step(). A streamer must not call the engine.
+//   - add_request, cancel, status, take_result and the counters may be called from any thread, at
+//     any time, including while step() runs; they take effect at the next step.
+//   - An Engine uses its own thread pool and buffers: several engines (and the Pipeline's own
+//     generate) may run concurrently on one Pipeline.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "phinfer/pipeline.h"
+
+namespace phinfer {
+
+struct EngineOptions {
+  int threads = 0;                   // 0: the Pipeline's setting
+  int64_t max_step_tokens = 512;     // rows of one forward pass (decode rows + one prefill chunk)
+  int64_t prefill_chunk = 256;       // most prompt tokens of one request per step
+  int64_t max_running = 64;          // requests decoding at once; more wait
+  uint64_t kv_cache_bytes = 0;       // KV memory budget over all requests; 0: unlimited
+};
+
+class Engine {
+ public:
+  using RequestId = uint64_t;
+  enum class Status { Waiting, Running, Finished, Unknown };
+
+  explicit Engine(const Pipeline& pipeline, const EngineOptions& options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request; throws phinfer::Error for an invalid one (empty prompt, prompt longer than
+  // the context, a request whose KV cache can never fit the budget, ...).
+  RequestId add_request(std::span<const int32_t> prompt_ids, const GenerationConfig& config,
+                        Streamer streamer = {});
+  // Continues the token stream of `state` (a conversation): its cached prefix of prompt_ids is
+  // reused, and when the request finishes the state holds prompt + generated tokens. The state must
+  // not be used elsewhere until then.
+  RequestId add_request(KVState& state, std::span<const int32_t> prompt_ids, const GenerationConfig& config,
+                        Streamer streamer = {});
+  // Stops a request at the next step (finish_reason "stopped"); its KV memory is freed then.
+  void cancel(RequestId id);
+  // One scheduling step. Returns true while requests are waiting or running.
+  bool step();
+  // Steps until `id` has finished and returns its result.
+  GenerationResult run_to_completion(RequestId id);
+
+  Status status(RequestId id) const;
+  // The result of a finished request (then forgotten); nullopt while it runs or when unknown.
+  std::optional<GenerationResult> take_result(RequestId id);
+
+  size_t waiting() const;
+  size_t running() const;
+  uint64_t kv_cache_bytes_in_use() const;  // reserved by running requests
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// One token stream driven by its caller, like onnxruntime-genai's Generator: append tokens, read
+// the logits, choose the next token, rewind. Not thread-safe; one thread uses a Generator at a
+// time. Uses the Pipeline's model (its compute is serialized with the Pipeline's other calls).
+class Generator {
+ public:
+  explicit Generator(const Pipeline& pipeline, const GenerationConfig& config = {});
+  ~Generator();
+  Generator(Generator&&) noexcept;
+  Generator& operator=(Generator&&) noexcept;
+
+  // Runs the tokens through the model (their logits become available).
+  void append_tokens(std::span<const int32_t> ids);
+  // Logits of the last appended token ([vocab]); empty before any token.
+  std::span<const float> logits() const;
+  // Chooses the next token from the current logits with the config's sampling, appends it and
+  // returns it. Throws when nothing was appended yet.
+  int32_t generate_next_token();
+  // True after a stop id, max_new_tokens generated tokens, or a full context.
+  bool is_done() const;
+  // Forgets every token after the first `length` (the logits are gone until the next append).
+  void rewind_to(size_t length);
+  const std::vector<int32_t>& tokens() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace phinfer

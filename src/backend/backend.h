@@ -1,0 +1,69 @@
+#pragma once
+// The device seam: everything the engine asks of the hardware, at forward-pass granularity. A
+// backend owns the weights in its own layout (uploaded once), the KV caches of its sequences, and
+// the buffers of a forward call; the engine owns scheduling, sampling and text. Today's CPU code is
+// the "cpu" backend; a GPU backend implements the same interface.
+//
+// Threading: a backend is driven by one thread at a time (its engine's); caches are only touched
+// through their backend.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/kv_cache.h"
+#include "model/phi3.h"
+#include "phinfer/config.h"
+
+namespace phinfer::backend {
+
+// The KV cache of one sequence on a device.
+class SequenceCache {
+ public:
+  virtual ~SequenceCache() = default;
+  virtual int64_t length() const = 0;                   // positions with keys and values
+  virtual model::RopeTable table() const = 0;           // the table its keys were rotated with
+  virtual void truncate(int64_t length) = 0;            // forgets positions >= length
+  virtual void reserve(int64_t positions) = 0;          // memory for this many positions, now
+  virtual uint64_t bytes() const = 0;                   // memory held
+};
+
+// One sequence's part of a forward call: tokens appended at positions cache->length(), ... with
+// `table`; logits wanted for the rows listed (indices into tokens).
+struct BatchEntry {
+  SequenceCache* cache = nullptr;
+  model::RopeTable table = model::RopeTable::Short;
+  std::span<const int32_t> tokens;
+  std::span<const int64_t> logit_rows;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string device() const = 0;  // "cpu", ...
+  virtual const model::Phi3Model& model() const = 0;
+  virtual std::unique_ptr<SequenceCache> new_cache() = 0;
+  // KV bytes one position takes in this backend's caches.
+  virtual uint64_t cache_bytes_per_position() const = 0;
+  // Runs every entry in one pass; returns logits [sum of logit_rows, vocab], entry by entry, valid
+  // until the next call. Batch-invariant: an entry's logits do not depend on the other entries.
+  // On error (phinfer::Error) no cache has changed.
+  virtual std::span<const float> forward(std::span<const BatchEntry> entries) = 0;
+};
+
+struct BackendOptions {
+  int threads = 0;      // CPU threads; 0: one per physical core
+  bool kv_f16 = false;  // fp16 KV cache
+};
+
+// "cpu" or "auto" (today: the CPU; a GPU when a GPU backend is built in and the model fits).
+// Throws phinfer::Error naming the device and the available ones for anything else.
+std::unique_ptr<Backend> create_backend(const std::string& device, std::shared_ptr<const model::Phi3Model> model,
+                                        const BackendOptions& options);
+// The devices this build can run on, e.g. {"cpu"}.
+std::vector<std::string> available_devices();
+// Throws phinfer::Error unless `device` names an available device (or "auto").
+void check_device(const std::string& device);
+
+}  // namespace phinfer::backend

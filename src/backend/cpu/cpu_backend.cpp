@@ -1,0 +1,78 @@
+// The CPU backend: weights stay in the memory-mapped file (the kernels read the packed layout in
+// place), KV caches in host memory, forward calls through model::Phi3Model on a thread pool.
+#include <memory>
+
+#include "backend/backend.h"
+#include "kernels/thread_pool.h"
+#include "phinfer/error.h"
+
+namespace phinfer::backend {
+namespace {
+
+class CpuCache final : public SequenceCache {
+ public:
+  explicit CpuCache(model::KVCache kv) : kv(std::move(kv)) {}
+  int64_t length() const override { return kv.length; }
+  model::RopeTable table() const override { return kv.table; }
+  void truncate(int64_t n) override {
+    if (n < kv.length) kv.length = n;
+    if (kv.length == 0) kv.clear();
+  }
+  void reserve(int64_t positions) override { kv.reserve(positions); }
+  uint64_t bytes() const override { return kv.bytes(); }
+  model::KVCache kv;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(std::shared_ptr<const model::Phi3Model> model, const BackendOptions& o)
+      : model_(std::move(model)), options_(o), pool_(o.threads), acts_(model_->config(), 16, 1) {}
+
+  std::string device() const override { return "cpu"; }
+  const model::Phi3Model& model() const override { return *model_; }
+  std::unique_ptr<SequenceCache> new_cache() override {
+    return std::make_unique<CpuCache>(model_->new_cache(options_.kv_f16));
+  }
+  uint64_t cache_bytes_per_position() const override {
+    return model::KVCache::bytes_per_position(model_->config(), options_.kv_f16);
+  }
+
+  std::span<const float> forward(std::span<const BatchEntry> entries) override {
+    batch_.clear();
+    for (const BatchEntry& e : entries) {
+      auto* cache = dynamic_cast<CpuCache*>(e.cache);
+      if (!cache) throw Error("internal: a KV cache of another backend was given to the cpu backend");
+      batch_.add(cache->kv, e.table, e.tokens, e.logit_rows);
+    }
+    model_->forward(batch_, acts_, pool_);
+    return {acts_.logits.data(), batch_.logit_rows.size() * static_cast<size_t>(model_->config().vocab_size)};
+  }
+
+ private:
+  std::shared_ptr<const model::Phi3Model> model_;
+  BackendOptions options_;
+  kernels::ThreadPool pool_;
+  model::Activations acts_;
+  model::ForwardBatch batch_;
+};
+
+}  // namespace
+
+std::vector<std::string> available_devices() { return {"cpu"}; }
+
+void check_device(const std::string& device) {
+  if (device == "auto") return;
+  for (const std::string& d : available_devices())
+    if (d == device) return;
+  std::string list;
+  for (const std::string& d : available_devices()) list += (list.empty() ? "" : ", ") + d;
+  throw Error("device '" + device + "' is not available: this build runs on " + list + " (or auto)");
+}
+
+std::unique_ptr<Backend> create_backend(const std::string& device, std::shared_ptr<const model::Phi3Model> model,
+                                        const BackendOptions& options) {
+  check_device(device);
+  return std::make_unique<CpuBackend>(std::move(model), options);
+}
+
+}  // namespace phinfer::backend

@@ -1,0 +1,385 @@
+#include "engine/engine_impl.h"
+
+#include <algorithm>
+
+#include "phinfer/error.h"
+
+namespace phinfer {
+namespace {
+
+double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Text of ids; ids past the tokenizer's vocabulary (embedding padding rows, e.g. Phi-4-mini's
+// 200029..200063) have no text, as in Hugging Face's decode.
+std::string text_of(const Tokenizer& tok, const std::vector<int32_t>& ids, bool skip_special) {
+  std::vector<int32_t> known;
+  for (int32_t id : ids)
+    if (id < tok.vocab_size()) known.push_back(id);
+  return tok.decode(known, skip_special);
+}
+
+}  // namespace
+
+Engine::Impl::Impl(const Pipeline::Impl& pipeline, backend::Backend& be, const EngineOptions& o)
+    : pipe(pipeline), backend(&be), options(o), context(pipeline.model->config().max_position_embeddings) {
+  if (o.max_step_tokens < 1) throw Error("engine: max_step_tokens must be >= 1, found " + std::to_string(o.max_step_tokens));
+  if (o.prefill_chunk < 1) throw Error("engine: prefill_chunk must be >= 1, found " + std::to_string(o.prefill_chunk));
+  if (o.max_running < 1) throw Error("engine: max_running must be >= 1, found " + std::to_string(o.max_running));
+}
+
+Engine::RequestId Engine::Impl::add(KVState* state, std::span<const int32_t> prompt, const GenerationConfig& gc,
+                                    Streamer streamer) {
+  if (prompt.empty()) throw Error("the prompt is empty: give at least one token");
+  if (gc.max_new_tokens < 0) throw Error("max_new_tokens must be >= 0, found " + std::to_string(gc.max_new_tokens));
+  if (static_cast<int64_t>(prompt.size()) > context)
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
+                std::to_string(context) + " (max_position_embeddings)");
+  const int32_t vocab = pipe.model->config().vocab_size;
+  for (int32_t id : prompt)
+    if (id < 0 || id >= vocab)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  if (!gc.stop_strings.empty() && !pipe.tokenizer) throw Error("stop strings need a tokenizer.json in the model folder");
+  for (const auto& s : gc.stop_strings)
+    if (s.empty()) throw Error("a stop string must not be empty");
+
+  auto r = std::make_unique<Request>();
+  r->config = gc;
+  r->streamer = std::move(streamer);
+  r->state = state;
+  r->tokens.assign(prompt.begin(), prompt.end());
+  r->prompt_length = static_cast<int64_t>(prompt.size());
+  // The longest this sequence can get; saturating, so any max_new_tokens is safe.
+  r->capacity = std::min(context, r->prompt_length + std::min<int64_t>(gc.max_new_tokens, context));
+  r->reserved_bytes = static_cast<uint64_t>(r->capacity) * backend->cache_bytes_per_position();
+  if (state && state->impl->cache && state->impl->owner == backend)
+    r->reserved_bytes = std::max(r->reserved_bytes, state->impl->cache->bytes());
+  if (options.kv_cache_bytes > 0 && r->reserved_bytes > options.kv_cache_bytes)
+    throw Error("the request needs " + std::to_string(r->reserved_bytes) + " bytes of KV cache (" +
+                std::to_string(r->capacity) + " positions), more than the engine's whole budget of " +
+                std::to_string(options.kv_cache_bytes) + " bytes");
+  r->sampler.emplace(generate::SamplingParams{gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.min_p,
+                                              gc.repetition_penalty},
+                     gc.seed);
+  r->stops = pipe.stop_ids(gc);
+  if (pipe.tokenizer) r->decoder.emplace(*pipe.tokenizer, gc.skip_special_tokens);
+  r->matcher.emplace(gc.stop_strings);
+  r->result.prompt_ids = r->tokens;
+  r->result.stats.prompt_tokens = r->prompt_length;
+  r->result.finish_reason = "length";
+  r->start = Clock::now();
+
+  std::lock_guard<std::mutex> lock(mu);
+  r->id = next_id++;
+  statuses[r->id] = Status::Waiting;
+  const RequestId id = r->id;
+  incoming.push_back(std::move(r));
+  ++n_waiting;
+  return id;
+}
+
+void Engine::Impl::publish_counts() {
+  std::lock_guard<std::mutex> lock(mu);
+  n_waiting = waiting.size() + incoming.size();
+  n_running = running.size();
+  uint64_t used = 0;
+  for (const auto& r : running) used += r->reserved_bytes;
+  kv_in_use = used;
+}
+
+// Moves waiting requests into the running set, in arrival order, while their KV reservation fits.
+void Engine::Impl::admit() {
+  uint64_t used = 0;
+  for (const auto& r : running) used += r->reserved_bytes;
+  while (!waiting.empty() && static_cast<int64_t>(running.size()) < options.max_running) {
+    Request& r = *waiting.front();
+    if (options.kv_cache_bytes > 0 && used + r.reserved_bytes > options.kv_cache_bytes) break;
+    KVState::Impl* st = r.state ? r.state->impl.get() : nullptr;
+    size_t keep = 0;
+    if (st && st->cache && st->owner == backend) {
+      // Keep the cached prefix the new prompt shares; at least the last prompt token is recomputed
+      // for its logits.
+      r.cache = std::move(st->cache);
+      const auto& cached = st->tokens;
+      while (keep < cached.size() && keep < static_cast<size_t>(r.cache->length()) &&
+             keep + 1 < r.tokens.size() && cached[keep] == r.tokens[keep])
+        ++keep;
+      r.cache->truncate(static_cast<int64_t>(keep));
+      st->tokens.clear();
+    } else {
+      r.cache = backend->new_cache();
+    }
+    r.cache->reserve(r.capacity);
+    if (r.streamer && !r.config.skip_prompt && pipe.tokenizer) {
+      const std::string text = text_of(*pipe.tokenizer, r.result.prompt_ids, r.config.skip_special_tokens);
+      if (!text.empty() && !r.streamer(text)) r.stopped = r.finished = true;
+    }
+    r.result.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
+    used += r.reserved_bytes;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      statuses[r.id] = Status::Running;
+    }
+    running.push_back(std::move(waiting.front()));
+    waiting.pop_front();
+  }
+}
+
+// Chooses this step's rows: one decode row per request that has a token to run, then one
+// prefill chunk (the oldest request still reading its prompt) within the token budget.
+void Engine::Impl::schedule() {
+  scheduled.clear();
+  int64_t budget = options.max_step_tokens;
+  Request* prefill = nullptr;
+  for (const auto& rp : running) {
+    Request& r = *rp;
+    // The LongRoPE table of a forward call covering the whole sequence so far, as transformers picks it.
+    const model::RopeTable table = backend->model().table_for_length(static_cast<int64_t>(r.tokens.size()));
+    if (r.cache->length() > 0 && r.cache->table() != table) {
+      r.cache->truncate(0);  // the crossing: recompute the whole sequence with the new table
+      ++r.recomputations;
+    }
+    r.table = table;
+    const int64_t pending = static_cast<int64_t>(r.tokens.size()) - r.cache->length();
+    if (pending == 1) {
+      r.row_begin = r.cache->length();
+      r.row_count = 1;
+      scheduled.push_back(&r);
+      --budget;
+    } else if (!prefill) {
+      prefill = &r;
+    }
+  }
+  if (prefill) {
+    Request& r = *prefill;
+    const int64_t pending = static_cast<int64_t>(r.tokens.size()) - r.cache->length();
+    r.row_begin = r.cache->length();
+    r.row_count = std::min({pending, options.prefill_chunk, std::max<int64_t>(budget, 1)});
+    scheduled.push_back(&r);
+  }
+  for (Request* r : scheduled) {
+    r->wants_logits = r->row_begin + r->row_count == static_cast<int64_t>(r->tokens.size());
+    r->logit_row = r->row_count - 1;
+  }
+}
+
+void Engine::Impl::run_batch() {
+  entries.clear();
+  for (Request* r : scheduled)
+    entries.push_back({r->cache.get(), r->table,
+                       std::span<const int32_t>(r->tokens).subspan(static_cast<size_t>(r->row_begin),
+                                                                   static_cast<size_t>(r->row_count)),
+                       std::span<const int64_t>(&r->logit_row, r->wants_logits ? 1 : 0)});
+  const size_t vocab = static_cast<size_t>(pipe.model->config().vocab_size);
+  try {
+    std::span<const float> logits = backend->forward(entries);
+    size_t at = 0;
+    for (Request* r : scheduled) {
+      if (!r->wants_logits) continue;
+      accept_logits(*r, logits.subspan(at, vocab));
+      at += vocab;
+    }
+  } catch (const Error& e) {
+    if (entries.size() == 1) {
+      scheduled.front()->error = e.what();
+      scheduled.front()->finished = true;
+      return;
+    }
+    // A failed call changes no cache: run each request alone to find the one at fault, so the
+    // others go on exactly as if it had never been there.
+    std::vector<Request*> all = scheduled;
+    for (Request* r : all) {
+      scheduled.assign(1, r);
+      run_batch();
+    }
+  }
+}
+
+void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
+  const auto now = Clock::now();
+  const int32_t id = r.sampler->next(logits, r.tokens);
+  r.result.output_ids.push_back(id);
+  r.tokens.push_back(id);
+  if (r.result.output_ids.size() == 1) r.result.stats.ttft_ms = ms_between(r.start, now);
+  r.result.stats.per_token_ms.push_back(ms_between(r.result.output_ids.size() == 1 ? r.start : r.last_token, now));
+  r.last_token = now;
+  const int32_t tokenizer_size = pipe.tokenizer ? pipe.tokenizer->vocab_size() : 0;
+  auto emit = [&](const std::string& text) {
+    if (!r.stopped && r.streamer && !text.empty() && !r.streamer(text)) r.stopped = true;
+  };
+  if (r.decoder && id < tokenizer_size) {  // padding ids past the tokenizer have no text
+    emit(r.matcher->push(r.decoder->push(id)));
+    if (r.matcher->matched()) {
+      r.result.finish_reason = "stop";
+      r.finished = true;
+      return;
+    }
+  }
+  if (!r.config.ignore_eos && std::binary_search(r.stops.begin(), r.stops.end(), id)) {
+    r.result.finish_reason = "eos";
+    r.finished = true;
+  } else if (static_cast<int64_t>(r.result.output_ids.size()) >= r.config.max_new_tokens ||
+             static_cast<int64_t>(r.tokens.size()) > context) {
+    r.finished = true;  // "length": max_new_tokens, or the context is full
+  }
+  if (r.stopped) r.finished = true;
+}
+
+void Engine::Impl::finish(Request& r) {
+  GenerationResult& res = r.result;
+  if (r.stopped) res.finish_reason = "stopped";
+  if (!r.error.empty()) res.finish_reason = "error";
+  if (r.decoder && !r.matcher->matched() && r.error.empty()) {
+    const std::string tail = r.matcher->push(r.decoder->flush()) + r.matcher->flush();
+    if (!r.stopped && r.streamer && !tail.empty()) r.streamer(tail);
+  }
+  res.stats.generated_tokens = static_cast<int64_t>(res.output_ids.size());
+  if (res.output_ids.size() > 1) {
+    const double decode_ms = ms_between(r.start, r.last_token) - res.stats.ttft_ms;
+    res.stats.decode_tokens_per_s = decode_ms > 0 ? static_cast<double>(res.output_ids.size() - 1) * 1000.0 / decode_ms : 0;
+  }
+  if (pipe.tokenizer) {
+    const bool skip = r.config.skip_special_tokens;
+    res.text = r.matcher->matched() ? r.matcher->text() : text_of(*pipe.tokenizer, res.output_ids, skip);
+    if (r.config.return_full_text) res.text = text_of(*pipe.tokenizer, res.prompt_ids, skip) + res.text;
+  }
+  res.error = r.error;
+  if (r.state && r.cache) {
+    // The conversation keeps the cache of every token it computed.
+    KVState::Impl& st = *r.state->impl;
+    st.tokens.assign(r.tokens.begin(), r.tokens.begin() + r.cache->length());
+    st.cache = std::move(r.cache);
+    st.owner = backend;
+  }
+  r.cache.reset();  // frees the KV memory
+  std::lock_guard<std::mutex> lock(mu);
+  statuses[r.id] = Status::Finished;
+  results[r.id] = std::move(res);
+}
+
+bool Engine::Impl::step() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& r : incoming) waiting.push_back(std::move(r));
+    incoming.clear();
+    for (RequestId id : cancels) {
+      for (auto& r : running)
+        if (r->id == id) r->stopped = r->finished = true;
+      for (auto& r : waiting)
+        if (r->id == id) r->stopped = r->finished = true;
+    }
+    cancels.clear();
+  }
+  // Requests stopped before they ran, by cancel() or their cancel flag, leave without running.
+  for (auto* queue : {&waiting}) {
+    for (auto& r : *queue) {
+      if (r->config.cancel && r->config.cancel->load()) r->stopped = r->finished = true;
+      if (r->finished) finish(*r);
+    }
+    std::erase_if(*queue, [](const auto& r) { return r->finished; });
+  }
+  for (auto& r : running)
+    if (r->config.cancel && r->config.cancel->load()) r->stopped = r->finished = true;
+  for (auto& r : running)
+    if (r->finished) finish(*r);
+  std::erase_if(running, [](const auto& r) { return r->finished; });
+
+  admit();
+  // A request asked for no tokens at all finishes as soon as it is admitted.
+  for (auto& r : running)
+    if (r->config.max_new_tokens == 0) r->finished = true;
+  for (auto& r : running)
+    if (r->finished) finish(*r);
+  std::erase_if(running, [](const auto& r) { return r->finished; });
+  schedule();
+  if (!scheduled.empty()) run_batch();
+  for (auto& r : running)
+    if (r->finished) finish(*r);
+  std::erase_if(running, [](const auto& r) { return r->finished; });
+  publish_counts();
+  std::lock_guard<std::mutex> lock(mu);
+  return !running.empty() || !waiting.empty() || !incoming.empty();
+}
+
+GenerationResult Engine::Impl::run_to_completion(RequestId id) {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = results.find(id);
+      if (it != results.end()) {
+        GenerationResult r = std::move(it->second);
+        results.erase(it);
+        statuses.erase(id);
+        return r;
+      }
+      if (!statuses.count(id)) throw Error("engine: unknown request " + std::to_string(id));
+    }
+    step();
+  }
+}
+
+// --- Engine -------------------------------------------------------------------------------
+
+Engine::Engine(const Pipeline& pipeline, const EngineOptions& options) {
+  const Pipeline::Impl& p = *pipeline.impl();
+  backend::BackendOptions bo;
+  bo.threads = options.threads > 0 ? options.threads : p.options.threads;
+  bo.kv_f16 = p.options.kv_cache_dtype == "f16";
+  auto be = backend::create_backend(p.options.device, p.model, bo);
+  impl_ = std::make_unique<Impl>(p, *be, options);
+  impl_->owned_backend = std::move(be);
+}
+
+Engine::~Engine() = default;
+
+Engine::RequestId Engine::add_request(std::span<const int32_t> prompt, const GenerationConfig& config, Streamer streamer) {
+  return impl_->add(nullptr, prompt, config, std::move(streamer));
+}
+
+Engine::RequestId Engine::add_request(KVState& state, std::span<const int32_t> prompt, const GenerationConfig& config,
+                                      Streamer streamer) {
+  return impl_->add(&state, prompt, config, std::move(streamer));
+}
+
+void Engine::cancel(RequestId id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->cancels.push_back(id);
+}
+
+bool Engine::step() { return impl_->step(); }
+
+GenerationResult Engine::run_to_completion(RequestId id) { return impl_->run_to_completion(id); }
+
+Engine::Status Engine::status(RequestId id) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->statuses.find(id);
+  return it == impl_->statuses.end() ? Status::Unknown : it->second;
+}
+
+std::optional<GenerationResult> Engine::take_result(RequestId id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->results.find(id);
+  if (it == impl_->results.end()) return std::nullopt;
+  GenerationResult r = std::move(it->second);
+  impl_->results.erase(it);
+  impl_->statuses.erase(id);
+  return r;
+}
+
+size_t Engine::waiting() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->n_waiting;
+}
+
+size_t Engine::running() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->n_running;
+}
+
+uint64_t Engine::kv_cache_bytes_in_use() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->kv_in_use;
+}
+
+}  // namespace phinfer

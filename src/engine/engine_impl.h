@@ -1,0 +1,88 @@
+#pragma once
+// The generation engine's scheduler (see phinfer/engine.h for the contract).
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "backend/backend.h"
+#include "generate/pipeline_impl.h"
+#include "generate/sampler.h"
+#include "generate/stop_strings.h"
+#include "phinfer/engine.h"
+
+namespace phinfer {
+
+struct Engine::Impl {
+  using Clock = std::chrono::steady_clock;
+
+  struct Request {
+    RequestId id = 0;
+    GenerationConfig config;
+    Streamer streamer;
+    KVState* state = nullptr;                      // continued conversation, or null
+    std::unique_ptr<backend::SequenceCache> cache;
+    std::vector<int32_t> tokens;                   // prompt + generated; [0, cache->length()) are computed
+    int64_t prompt_length = 0;
+    int64_t capacity = 0;                          // positions reserved
+    uint64_t reserved_bytes = 0;
+    std::optional<generate::Sampler> sampler;
+    std::vector<int32_t> stops;                    // sorted
+    std::optional<Tokenizer::StreamDecoder> decoder;
+    std::optional<generate::StopStringMatcher> matcher;
+    GenerationResult result;
+    bool stopped = false;
+    bool finished = false;
+    std::string error;
+    int64_t recomputations = 0;
+    Clock::time_point start, last_token;
+    // This step's rows: tokens [row_begin, row_begin + row_count) of `tokens`.
+    int64_t row_begin = 0, row_count = 0;
+    model::RopeTable table = model::RopeTable::Short;
+    int64_t logit_row = 0;                         // the last row, when logits are wanted
+    bool wants_logits = false;
+  };
+
+  Impl(const Pipeline::Impl& pipeline, backend::Backend& backend, const EngineOptions& options);
+
+  RequestId add(KVState* state, std::span<const int32_t> prompt, const GenerationConfig& config, Streamer streamer);
+  bool step();
+  GenerationResult run_to_completion(RequestId id);
+
+  const Pipeline::Impl& pipe;
+  std::unique_ptr<backend::Backend> owned_backend;  // when the engine made its own
+  backend::Backend* backend;
+  EngineOptions options;
+  int64_t context = 0;
+
+  // Shared with other threads, under `mu`.
+  mutable std::mutex mu;
+  std::vector<std::unique_ptr<Request>> incoming;
+  std::vector<RequestId> cancels;
+  std::map<RequestId, Status> statuses;
+  std::map<RequestId, GenerationResult> results;
+  RequestId next_id = 1;
+  size_t n_waiting = 0, n_running = 0;
+  uint64_t kv_in_use = 0;
+
+  // Owned by the engine thread.
+  std::deque<std::unique_ptr<Request>> waiting;
+  std::vector<std::unique_ptr<Request>> running;
+  std::vector<backend::BatchEntry> entries;
+  std::vector<Request*> scheduled;
+  std::vector<int64_t> logit_rows;  // one per scheduled request (the index of its last row)
+
+ private:
+  void admit();
+  void schedule();
+  void run_batch();
+  void accept_logits(Request& r, std::span<const float> logits);
+  void finish(Request& r);
+  void publish_counts();
+};
+
+}  // namespace phinfer

@@ -1,0 +1,44 @@
+#pragma once
+// The keys and values of one token stream, per layer laid out [kv head][capacity][head_dim] (one
+// head's keys are contiguous: attention streams them), in fp32 or fp16.
+#include <cstdint>
+#include <vector>
+
+#include "phinfer/config.h"
+
+namespace phinfer::model {
+
+// Which LongRoPE frequency table a forward call uses (always Short without LongRoPE).
+enum class RopeTable { Short, Long };
+
+struct KVCache {
+  bool f16 = false;
+  int64_t layers = 0, kv_heads = 0, head_dim = 0;
+  std::vector<std::vector<float>> k, v;
+  std::vector<std::vector<uint16_t>> k16, v16;
+  int64_t length = 0;    // positions [0, length) hold keys and values
+  int64_t capacity = 0;  // positions with memory
+  RopeTable table = RopeTable::Short;  // the table the cached keys were rotated with
+
+  KVCache() = default;
+  KVCache(const ModelConfig& config, bool f16);
+  // Bytes of keys and values one position takes over all layers.
+  static uint64_t bytes_per_position(const ModelConfig& config, bool f16);
+  uint64_t bytes() const { return static_cast<uint64_t>(capacity) * bytes_per_position(layers, kv_heads, head_dim, f16); }
+
+  // Room for `positions` tokens; growing keeps the first `length` positions.
+  void reserve(int64_t positions);
+  // Forgets every position (keeps the memory).
+  void clear() { length = 0; table = RopeTable::Short; }
+  // key and value: [kv_heads * head_dim] of one position.
+  void store(int layer, int64_t pos, const float* key, const float* value);
+  // Positions [pos, pos + count) of one kv head as fp32 rows of head_dim (a pointer into the
+  // cache for fp32, else converted into `scratch`, which must hold count * head_dim floats).
+  const float* keys(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const;
+  const float* values(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const;
+
+ private:
+  static uint64_t bytes_per_position(int64_t layers, int64_t kv_heads, int64_t head_dim, bool f16);
+};
+
+}  // namespace phinfer::model
