@@ -193,6 +193,33 @@ TEST(Cli, BenchRunsOnATinyModelAndReportsEveryKey) {
   EXPECT_NE(text.find("<polyline"), std::string::npos);
 }
 
+TEST(Cli, BenchParallelReportsTheConcurrentSequencesCurve) {
+  auto dir = test::shared_path("models/stories260K-phi3");
+  auto chart = test::temp_dir("cli_bench_parallel") / "parallel.svg";
+  auto r = run_cli("bench -m " + q(dir) + " -p 8 -n 4 -r 1 --threads 1 --parallel 1,2,4 --parallel-prompt-tokens 8 --json --chart " +
+                   q(chart));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j["parallel"].is_array());
+  ASSERT_EQ(j["parallel"].size(), 3u);
+  int expected[] = {1, 2, 4};
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& p = j["parallel"][i];
+    EXPECT_EQ(p["sequences"].get<int>(), expected[i]);
+    for (const char* key : {"decode_tokens_per_s", "per_sequence_decode_tokens_per_s", "prefill_tokens_per_s"})
+      EXPECT_GT(p[key].get<double>(), 0.0) << key;
+    EXPECT_NEAR(p["per_sequence_decode_tokens_per_s"].get<double>() * expected[i], p["decode_tokens_per_s"].get<double>(), 1e-6);
+  }
+  std::ifstream svg(chart);
+  std::string text((std::istreambuf_iterator<char>(svg)), {});
+  EXPECT_NE(text.find("concurrent sequences"), std::string::npos);
+  EXPECT_NE(run_cli("bench -m " + q(dir) + " --parallel 0").status, 0);
+  // A device that is not there is a clear error before any work.
+  auto bad = run_cli("bench -m " + q(dir) + " --device gpu:3");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("device 'gpu:3' is not available"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, ConvertThenRunTheModelFile) {
   auto dir = test::shared_path("models/stories260K-phi3");
   auto out = test::temp_dir("cli_convert");

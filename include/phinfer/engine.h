@@ -72,6 +72,17 @@ class Engine {
   size_t running() const;
   uint64_t kv_cache_bytes_in_use() const;  // reserved by running requests
 
+  // Counters as of the end of the last step.
+  struct Stats {
+    size_t waiting = 0, running = 0;
+    size_t prefilling = 0;              // running requests still reading their prompt
+    uint64_t kv_cache_bytes = 0;        // reserved by running requests
+    uint64_t generated_tokens = 0;      // sampled since the engine started
+    uint64_t processed_tokens = 0;      // rows run through the model since the engine started
+    uint64_t steps = 0;
+  };
+  Stats stats() const;
+
   struct Impl;
 
  private:

@@ -13,6 +13,7 @@
 #include "cli/model_options.h"
 #include "kernels/isa.h"
 #include "kernels/probe.h"
+#include "phinfer/engine.h"
 #include "phinfer/error.h"
 
 namespace phinfer::cli {
@@ -24,7 +25,10 @@ struct BenchArgs {
   int reps = 5;
   bool json = false;
   std::string chart;
+  std::vector<int> parallel;          // sequence counts for the concurrent-sequences curve
+  int64_t parallel_prompt_tokens = 64;
 };
+
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -48,8 +52,65 @@ uint64_t peak_rss_bytes() {
   return static_cast<uint64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+struct ParallelPoint {
+  int sequences = 0;
+  double decode_tps = 0, per_sequence_tps = 0, prefill_tps = 0;
+};
+
+// B concurrent sequences on one engine, each with its own prompt and KV cache. Prefill: every
+// prompt read (all requests started) over its wall time. Decode: the steps while all B sequences
+// decode (between the last prompt finished and the first request finished), B tokens each.
+ParallelPoint measure_parallel(const Pipeline& pipe, int B, int64_t prompt_tokens, int64_t gen_tokens, int reps,
+                               int threads) {
+  using Clock = std::chrono::steady_clock;
+  const auto& cfg = pipe.config();
+  const int32_t hi = static_cast<int32_t>(std::min<int64_t>(cfg.vocab_size, 32000));
+  std::vector<double> decode, prefill;
+  for (int rep = 0; rep < reps; ++rep) {
+    EngineOptions o;
+    o.threads = threads;
+    o.max_running = B;
+    o.max_step_tokens = std::max<int64_t>(512, B + prompt_tokens);
+    o.prefill_chunk = std::max<int64_t>(prompt_tokens, 1);
+    Engine engine(pipe, o);
+    std::mt19937 rng(static_cast<uint32_t>(77 + B * 1000 + rep));
+    std::uniform_int_distribution<int32_t> pick(std::min(3, hi - 1), hi - 1);
+    GenerationConfig gc;
+    gc.max_new_tokens = gen_tokens + B;  // each one decodes >= gen_tokens steps next to all others
+    gc.ignore_eos = true;
+    for (int b = 0; b < B; ++b) {
+      std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
+      for (auto& id : prompt) id = pick(rng);
+      engine.add_request(prompt, gc);
+    }
+    const auto t0 = Clock::now();
+    Engine::Stats s = engine.stats();
+    do {
+      engine.step();
+      s = engine.stats();
+    } while (s.waiting > 0 || s.prefilling > 0);
+    const auto t1 = Clock::now();
+    const uint64_t g1 = s.generated_tokens;
+    while (engine.stats().running == static_cast<size_t>(B) && engine.step()) {
+    }
+    const auto t2 = Clock::now();
+    const uint64_t g2 = engine.stats().generated_tokens;
+    while (engine.step()) {
+    }
+    prefill.push_back(static_cast<double>(B * prompt_tokens) / std::chrono::duration<double>(t1 - t0).count());
+    decode.push_back(static_cast<double>(g2 - g1) / std::chrono::duration<double>(t2 - t1).count());
+  }
+  ParallelPoint p;
+  p.sequences = B;
+  p.decode_tps = median(decode);
+  p.per_sequence_tps = p.decode_tps / B;
+  p.prefill_tps = median(prefill);
+  return p;
+}
+
 // Per-token decode latency of every repetition as an SVG line chart.
-void write_chart(const std::string& path, const std::vector<std::vector<double>>& runs, const std::string& title) {
+void write_chart(const std::string& path, const std::vector<std::vector<double>>& runs, const std::string& title,
+                 const std::vector<ParallelPoint>& parallel) {
   const double W = 760, H = 360, L = 60, R = 20, T = 40, B = 50;
   double ymax = 0;
   size_t xmax = 1;
@@ -61,7 +122,8 @@ void write_chart(const std::string& path, const std::vector<std::vector<double>>
   std::ofstream out(path);
   if (!out) throw Error(path + ": cannot write the chart");
   char buf[256];
-  out << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='12'>\n";
+  const double total_h = parallel.empty() ? H : 2 * H;
+  out << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << total_h << "' font-family='sans-serif' font-size='12'>\n";
   out << "<rect width='100%' height='100%' fill='white'/>\n";
   out << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='14'>" << title << "</text>\n";
   out << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
@@ -84,6 +146,35 @@ void write_chart(const std::string& path, const std::vector<std::vector<double>>
       out << buf;
     }
     out << "'/>\n";
+  }
+  if (!parallel.empty()) {
+    // Second panel: aggregate decode tokens/s against concurrent sequences, with the linear ideal.
+    const double y0 = H;
+    double pmax = 0;
+    for (const auto& p : parallel) pmax = std::max({pmax, p.decode_tps, parallel.front().decode_tps * p.sequences / parallel.front().sequences});
+    pmax = pmax > 0 ? pmax * 1.1 : 1;
+    const double bmax = parallel.back().sequences;
+    auto px = [&](double b) { return L + (W - L - R) * (bmax > 1 ? (b - 1) / (bmax - 1) : 0.5); };
+    auto py = [&](double v) { return y0 + H - B - (H - T - B) * v / pmax; };
+    out << "<text x='" << W / 2 << "' y='" << y0 + 22 << "' text-anchor='middle' font-size='14'>aggregate decode tokens/s by concurrent sequences (dashed: linear)</text>\n";
+    out << "<line x1='" << L << "' y1='" << y0 + H - B << "' x2='" << W - R << "' y2='" << y0 + H - B << "' stroke='black'/>\n";
+    out << "<line x1='" << L << "' y1='" << y0 + T << "' x2='" << L << "' y2='" << y0 + H - B << "' stroke='black'/>\n";
+    for (int i = 0; i <= 4; ++i) {
+      std::snprintf(buf, sizeof buf, "<text x='%g' y='%g' text-anchor='end'>%.1f</text>\n", L - 6, py(pmax * i / 4) + 4, pmax * i / 4);
+      out << buf;
+    }
+    std::string line, ideal;
+    for (const auto& p : parallel) {
+      std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(p.sequences), py(p.decode_tps));
+      line += buf;
+      std::snprintf(buf, sizeof buf, "%.1f,%.1f ", px(p.sequences), py(parallel.front().decode_tps * p.sequences / parallel.front().sequences));
+      ideal += buf;
+      std::snprintf(buf, sizeof buf, "<text x='%.1f' y='%.1f' text-anchor='middle'>%d</text>\n", px(p.sequences), y0 + H - B + 16, p.sequences);
+      out << buf;
+    }
+    out << "<polyline fill='none' stroke='#999' stroke-dasharray='4 3' points='" << ideal << "'/>\n";
+    out << "<polyline fill='none' stroke-width='2' stroke='#1f77b4' points='" << line << "'/>\n";
+    out << "<text x='" << W / 2 << "' y='" << y0 + H - 12 << "' text-anchor='middle'>concurrent sequences</text>\n";
   }
   out << "</svg>\n";
 }
@@ -122,6 +213,15 @@ int run_bench(BenchArgs& a) {
     if (!a.json) std::fprintf(stderr, "run %d/%d: ttft %.1f ms, decode %.2f tokens/s\n", r + 1, a.reps, res.stats.ttft_ms, res.stats.decode_tokens_per_s);
   }
 
+  std::vector<ParallelPoint> parallel;
+  for (int B : a.parallel) {
+    parallel.push_back(measure_parallel(pipe, B, a.parallel_prompt_tokens, a.gen_tokens, a.reps, a.model.pipeline.threads));
+    const auto& p = parallel.back();
+    if (!a.json)
+      std::fprintf(stderr, "parallel %d: decode %.2f tokens/s aggregate (%.2f per sequence), prefill %.2f tokens/s\n", B,
+                   p.decode_tps, p.per_sequence_tps, p.prefill_tps);
+  }
+
   const uint64_t rss = peak_rss_bytes();  // before the probes allocate their buffers
   // The machine's limits, measured right after the runs with the same thread count.
   double bandwidth = 0, int8_peak = 0;
@@ -148,10 +248,16 @@ int run_bench(BenchArgs& a) {
     std::snprintf(title, sizeof title, "phinfer decode latency per token (%lld-token prompt, %d threads, %s)",
                   static_cast<long long>(a.prompt_tokens), a.model.pipeline.threads,
                   std::string(kernels::active_isa_name()).c_str());
-    write_chart(a.chart, runs, title);
+    write_chart(a.chart, runs, title, parallel);
   }
+  nlohmann::json parallel_json = nlohmann::json::array();
+  for (const auto& p : parallel)
+    parallel_json.push_back({{"sequences", p.sequences},
+                             {"decode_tokens_per_s", p.decode_tps},
+                             {"per_sequence_decode_tokens_per_s", p.per_sequence_tps},
+                             {"prefill_tokens_per_s", p.prefill_tps}});
   if (a.json) {
-    print_json({{"model", pipe.model_path().string()},
+    nlohmann::json out = {{"model", pipe.model_path().string()},
                 {"isa", std::string(kernels::active_isa_name())},
                 {"threads", a.model.pipeline.threads},
                 {"prompt_tokens", a.prompt_tokens},
@@ -168,7 +274,12 @@ int run_bench(BenchArgs& a) {
                 {"decode_bandwidth_use", bw_use},
                 {"int8_peak_gops", int8_peak},
                 {"prefill_gops", prefill_gops},
-                {"prefill_compute_use", compute_use}});
+                {"prefill_compute_use", compute_use}};
+    if (!parallel.empty()) {
+      out["parallel"] = parallel_json;
+      out["parallel_prompt_tokens"] = a.parallel_prompt_tokens;
+    }
+    print_json(out);
     return 0;
   }
   std::printf("model                 %s (%s, %d threads)\n", pipe.model_path().c_str(), std::string(kernels::active_isa_name()).c_str(),
@@ -183,6 +294,10 @@ int run_bench(BenchArgs& a) {
   std::printf("weights per token     %.1f MB; read bandwidth %.1f GB/s; decode uses %.1f%% of it\n", weight_bytes / 1e6, bandwidth,
               100 * bw_use);
   std::printf("peak RSS              %.1f MB\n", rss / 1e6);
+  for (const auto& p : parallel)
+    std::printf("parallel %-3d          decode %.2f tokens/s aggregate (%.2fx of 1, %.2f per sequence), prefill %.2f tokens/s\n",
+                p.sequences, p.decode_tps, parallel.front().sequences == 1 ? p.decode_tps / parallel.front().decode_tps : 0,
+                p.per_sequence_tps, p.prefill_tps);
   return 0;
 }
 
@@ -197,6 +312,12 @@ Command add_bench(CLI::App& root) {
   app->add_option("-r,--reps", a->reps, "Repetitions (medians are reported)")->capture_default_str();
   app->add_flag("--json", a->json, "Print one JSON object");
   app->add_option("--chart", a->chart, "Write per-token latency over the generation as an SVG chart");
+  app->add_option("--parallel", a->parallel, "Also measure B concurrent sequences, e.g. 1,2,4,8,16 (aggregate and per-sequence decode, prefill)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
+  app->add_option("--parallel-prompt-tokens", a->parallel_prompt_tokens, "Prompt length of each concurrent sequence")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   return {app, [a] {
             if (a->model.pipeline.threads <= 0) a->model.pipeline.threads = kernels::ThreadPool::default_threads();
             return run_bench(*a);

@@ -75,17 +75,24 @@ Engine::RequestId Engine::Impl::add(KVState* state, std::span<const int32_t> pro
   statuses[r->id] = Status::Waiting;
   const RequestId id = r->id;
   incoming.push_back(std::move(r));
-  ++n_waiting;
+  ++counters.waiting;
   return id;
 }
 
 void Engine::Impl::publish_counts() {
-  std::lock_guard<std::mutex> lock(mu);
-  n_waiting = waiting.size() + incoming.size();
-  n_running = running.size();
   uint64_t used = 0;
-  for (const auto& r : running) used += r->reserved_bytes;
-  kv_in_use = used;
+  size_t prefilling = 0;
+  for (const auto& r : running) {
+    used += r->reserved_bytes;
+    if (static_cast<int64_t>(r->tokens.size()) - r->cache->length() > 1) ++prefilling;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  counters.waiting = waiting.size() + incoming.size();
+  counters.running = running.size();
+  counters.prefilling = prefilling;
+  counters.kv_cache_bytes = used;
+  counters.processed_tokens = processed;
+  ++counters.steps;
 }
 
 // Moves waiting requests into the running set, in arrival order, while their KV reservation fits.
@@ -174,6 +181,7 @@ void Engine::Impl::run_batch() {
   const size_t vocab = static_cast<size_t>(pipe.model->config().vocab_size);
   try {
     std::span<const float> logits = backend->forward(entries);
+    for (const auto& e : entries) processed += e.tokens.size();
     size_t at = 0;
     for (Request* r : scheduled) {
       if (!r->wants_logits) continue;
@@ -199,6 +207,7 @@ void Engine::Impl::run_batch() {
 void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
   const auto now = Clock::now();
   const int32_t id = r.sampler->next(logits, r.tokens);
+  ++generated;
   r.result.output_ids.push_back(id);
   r.tokens.push_back(id);
   if (r.result.output_ids.size() == 1) r.result.stats.ttft_ms = ms_between(r.start, now);
@@ -367,19 +376,15 @@ std::optional<GenerationResult> Engine::take_result(RequestId id) {
   return r;
 }
 
-size_t Engine::waiting() const {
+Engine::Stats Engine::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->n_waiting;
+  Stats s = impl_->counters;
+  s.generated_tokens = impl_->generated.load();
+  return s;
 }
 
-size_t Engine::running() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->n_running;
-}
-
-uint64_t Engine::kv_cache_bytes_in_use() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->kv_in_use;
-}
+size_t Engine::waiting() const { return stats().waiting; }
+size_t Engine::running() const { return stats().running; }
+uint64_t Engine::kv_cache_bytes_in_use() const { return stats().kv_cache_bytes; }
 
 }  // namespace phinfer

@@ -1,5 +1,6 @@
 #pragma once
 // The generation engine's scheduler (see phinfer/engine.h for the contract).
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -66,8 +67,9 @@ struct Engine::Impl {
   std::map<RequestId, Status> statuses;
   std::map<RequestId, GenerationResult> results;
   RequestId next_id = 1;
-  size_t n_waiting = 0, n_running = 0;
-  uint64_t kv_in_use = 0;
+  Stats counters;
+  std::atomic<uint64_t> generated{0};  // tokens sampled (read by stats() without the step's lock)
+  uint64_t processed = 0;              // rows run (engine thread)
 
   // Owned by the engine thread.
   std::deque<std::unique_ptr<Request>> waiting;
