@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include "phinfer/engine.h"
@@ -298,6 +299,25 @@ TEST(Device, UnknownDeviceIsAClearErrorAndAutoRunsOnTheCpu) {
   GenerationConfig gc;
   gc.max_new_tokens = 4;
   EXPECT_FALSE(p.generate(std::vector<int32_t>{1, 403}, gc).output_ids.empty());
+}
+
+}  // namespace
+}  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(Engine, HugeMaxNewTokensStopsAtTheContextWithoutOverflow) {
+  // 9223372036854775807 (what "1e20" parses to) once overflowed `prompt + max_new_tokens`.
+  Pipeline p = Pipeline::load(test::shared_path("models/stories260K-phi3"));
+  GenerationConfig gc;
+  gc.max_new_tokens = std::numeric_limits<int64_t>::max();
+  gc.ignore_eos = true;
+  const std::vector<int32_t> prompt = {1, 403, 407};
+  auto r = p.generate(prompt, gc);
+  EXPECT_EQ(r.finish_reason, "length");
+  // Every position of the context is used: the last sampled token is the one that did not fit.
+  EXPECT_EQ(static_cast<int64_t>(prompt.size() + r.output_ids.size()), p.config().max_position_embeddings + 1);
 }
 
 }  // namespace
