@@ -20,7 +20,10 @@
 //     any time, including while step() runs; they take effect at the next step.
 //   - An Engine uses its own thread pool and buffers: several engines (and the Pipeline's own
 //     generate) may run concurrently on one Pipeline.
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <memory>
 #include <optional>
 #include <span>
@@ -36,6 +39,27 @@ struct EngineOptions {
   int64_t prefill_chunk = 256;       // most prompt tokens of one request per step
   int64_t max_running = 64;          // requests decoding at once; more wait
   uint64_t kv_cache_bytes = 0;       // KV memory budget over all requests; 0: unlimited
+};
+
+// One generated token as it is accepted: its id, the text it released (may be empty: stop-string
+// matching or an incomplete UTF-8 sequence can hold text back; the held text comes with a later
+// token or with the final event), and its log-probabilities when the config asks for them.
+struct TokenEvent {
+  int32_t id = -1;                        // -1 for the final event, which only flushes held-back text
+  std::string_view text;
+  const TokenLogprobs* logprobs = nullptr;  // null unless GenerationConfig::logprobs
+};
+
+// Everything one request needs. Callbacks run on the engine thread, inside step(); they must not
+// call the engine. Returning false from on_token or the streamer stops the request ("stopped").
+struct GenerationRequest {
+  std::vector<int32_t> prompt_ids;
+  GenerationConfig config;
+  Streamer streamer;                                  // text only
+  std::function<bool(const TokenEvent&)> on_token;    // ids, text and log-probabilities
+  // Called once when the request ends, with its result (which is then not kept for take_result).
+  std::function<void(GenerationResult&&)> on_finish;
+  KVState* state = nullptr;                           // continue this conversation (see add_request)
 };
 
 class Engine {
@@ -57,10 +81,14 @@ class Engine {
   // not be used elsewhere until then.
   RequestId add_request(KVState& state, std::span<const int32_t> prompt_ids, const GenerationConfig& config,
                         Streamer streamer = {});
+  RequestId add_request(GenerationRequest request);
   // Stops a request at the next step (finish_reason "stopped"); its KV memory is freed then.
   void cancel(RequestId id);
   // One scheduling step. Returns true while requests are waiting or running.
   bool step();
+  // Blocks until a request or cancel arrives (true) or the timeout passes (false); for a thread
+  // that drives the engine: `while (running) if (!engine.step()) engine.wait_for_work(100ms);`.
+  bool wait_for_work(std::chrono::milliseconds timeout);
   // Steps until `id` has finished and returns its result.
   GenerationResult run_to_completion(RequestId id);
 

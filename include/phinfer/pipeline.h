@@ -27,6 +27,14 @@ struct GenerationConfig {
   double top_p = 1.0;             // 1 disables
   double min_p = 0.0;             // 0 disables
   double repetition_penalty = 1.0;  // 1 disables; applies to greedy decoding too
+  // OpenAI's additive penalties over the generated tokens: logit -= frequency_penalty * count +
+  // presence_penalty * (count > 0); in [-2, 2]; applied after the repetition penalty, greedy too.
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  // Report each generated token's log-probability (log-softmax of the model's logits, before any
+  // penalty or temperature) and the top_logprobs most likely alternatives (0..20).
+  bool logprobs = false;
+  int top_logprobs = 0;
   uint64_t seed = 0;              // the same seed gives the same text
   bool return_full_text = false;  // result text includes the prompt text
   bool skip_prompt = true;        // the streamer does not receive the prompt text
@@ -51,6 +59,17 @@ struct GenerationStats {
   std::vector<double> per_token_ms;
 };
 
+struct TopLogprob {
+  int32_t id = 0;
+  float logprob = 0;
+};
+
+struct TokenLogprobs {
+  int32_t id = 0;
+  float logprob = 0;
+  std::vector<TopLogprob> top;  // most likely first
+};
+
 struct GenerationResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> output_ids;  // generated ids, including the eos that stopped it
@@ -58,6 +77,7 @@ struct GenerationResult {
   std::string finish_reason;        // "eos", "stop" (a stop string), "length", "stopped" (the streamer, the cancel
                                     // flag or Engine::cancel asked), or "error" (an Engine request that failed)
   std::string error;                // with "error": what went wrong (Pipeline::generate throws it instead)
+  std::vector<TokenLogprobs> logprobs;  // one per output id, when GenerationConfig::logprobs
   GenerationStats stats;
 };
 

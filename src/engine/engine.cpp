@@ -1,6 +1,7 @@
 #include "engine/engine_impl.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "phinfer/error.h"
 
@@ -29,8 +30,10 @@ Engine::Impl::Impl(const Pipeline::Impl& pipeline, backend::Backend& be, const E
   if (o.max_running < 1) throw Error("engine: max_running must be >= 1, found " + std::to_string(o.max_running));
 }
 
-Engine::RequestId Engine::Impl::add(KVState* state, std::span<const int32_t> prompt, const GenerationConfig& gc,
-                                    Streamer streamer) {
+Engine::RequestId Engine::Impl::add(GenerationRequest req) {
+  const std::span<const int32_t> prompt = req.prompt_ids;
+  const GenerationConfig& gc = req.config;
+  KVState* state = req.state;
   if (prompt.empty()) throw Error("the prompt is empty: give at least one token");
   if (gc.max_new_tokens < 0) throw Error("max_new_tokens must be >= 0, found " + std::to_string(gc.max_new_tokens));
   if (static_cast<int64_t>(prompt.size()) > context)
@@ -43,10 +46,14 @@ Engine::RequestId Engine::Impl::add(KVState* state, std::span<const int32_t> pro
   if (!gc.stop_strings.empty() && !pipe.tokenizer) throw Error("stop strings need a tokenizer.json in the model folder");
   for (const auto& s : gc.stop_strings)
     if (s.empty()) throw Error("a stop string must not be empty");
+  if (gc.top_logprobs < 0 || gc.top_logprobs > 20)
+    throw Error("top_logprobs must be in [0, 20], found " + std::to_string(gc.top_logprobs));
 
   auto r = std::make_unique<Request>();
   r->config = gc;
-  r->streamer = std::move(streamer);
+  r->streamer = std::move(req.streamer);
+  r->on_token = std::move(req.on_token);
+  r->on_finish = std::move(req.on_finish);
   r->state = state;
   r->tokens.assign(prompt.begin(), prompt.end());
   r->prompt_length = static_cast<int64_t>(prompt.size());
@@ -60,7 +67,7 @@ Engine::RequestId Engine::Impl::add(KVState* state, std::span<const int32_t> pro
                 std::to_string(r->capacity) + " positions), more than the engine's whole budget of " +
                 std::to_string(options.kv_cache_bytes) + " bytes");
   r->sampler.emplace(generate::SamplingParams{gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.min_p,
-                                              gc.repetition_penalty},
+                                              gc.repetition_penalty, gc.presence_penalty, gc.frequency_penalty},
                      gc.seed);
   r->stops = pipe.stop_ids(gc);
   if (pipe.tokenizer) r->decoder.emplace(*pipe.tokenizer, gc.skip_special_tokens);
@@ -70,12 +77,15 @@ Engine::RequestId Engine::Impl::add(KVState* state, std::span<const int32_t> pro
   r->result.finish_reason = "length";
   r->start = Clock::now();
 
-  std::lock_guard<std::mutex> lock(mu);
-  r->id = next_id++;
-  statuses[r->id] = Status::Waiting;
-  const RequestId id = r->id;
-  incoming.push_back(std::move(r));
-  ++counters.waiting;
+  RequestId id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    r->id = id = next_id++;
+    statuses[id] = Status::Waiting;
+    incoming.push_back(std::move(r));
+    ++counters.waiting;
+  }
+  work.notify_all();
   return id;
 }
 
@@ -204,28 +214,57 @@ void Engine::Impl::run_batch() {
   }
 }
 
+namespace {
+
+// log-softmax of one row at `id`, and the k most likely ids (most likely first, lowest id on ties).
+TokenLogprobs logprobs_of(std::span<const float> logits, int32_t id, int k) {
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - mx);
+  const double log_z = mx + std::log(sum);
+  TokenLogprobs out;
+  out.id = id;
+  out.logprob = static_cast<float>(logits[static_cast<size_t>(id)] - log_z);
+  if (k > 0) {
+    std::vector<int32_t> ids(logits.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+    const auto kk = static_cast<std::ptrdiff_t>(std::min<size_t>(static_cast<size_t>(k), ids.size()));
+    std::partial_sort(ids.begin(), ids.begin() + kk, ids.end(), [&](int32_t a, int32_t b) {
+      const float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
+      return la > lb || (la == lb && a < b);
+    });
+    for (std::ptrdiff_t i = 0; i < kk; ++i)
+      out.top.push_back({ids[static_cast<size_t>(i)], static_cast<float>(logits[static_cast<size_t>(ids[static_cast<size_t>(i)])] - log_z)});
+  }
+  return out;
+}
+
+}  // namespace
+
+void Engine::Impl::deliver(Request& r, int32_t id, const std::string& text, const TokenLogprobs* lp) {
+  if (r.stopped) return;
+  if (r.streamer && !text.empty() && !r.streamer(text)) r.stopped = true;
+  if (r.on_token && !r.on_token(TokenEvent{id, text, lp})) r.stopped = true;
+}
+
 void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
   const auto now = Clock::now();
-  const int32_t id = r.sampler->next(logits, r.tokens);
+  const int32_t id = r.sampler->next(logits, r.tokens, static_cast<size_t>(r.prompt_length));
   ++generated;
   r.result.output_ids.push_back(id);
   r.tokens.push_back(id);
+  if (r.config.logprobs) r.result.logprobs.push_back(logprobs_of(logits, id, r.config.top_logprobs));
   if (r.result.output_ids.size() == 1) r.result.stats.ttft_ms = ms_between(r.start, now);
   r.result.stats.per_token_ms.push_back(ms_between(r.result.output_ids.size() == 1 ? r.start : r.last_token, now));
   r.last_token = now;
   const int32_t tokenizer_size = pipe.tokenizer ? pipe.tokenizer->vocab_size() : 0;
-  auto emit = [&](const std::string& text) {
-    if (!r.stopped && r.streamer && !text.empty() && !r.streamer(text)) r.stopped = true;
-  };
-  if (r.decoder && id < tokenizer_size) {  // padding ids past the tokenizer have no text
-    emit(r.matcher->push(r.decoder->push(id)));
-    if (r.matcher->matched()) {
-      r.result.finish_reason = "stop";
-      r.finished = true;
-      return;
-    }
-  }
-  if (!r.config.ignore_eos && std::binary_search(r.stops.begin(), r.stops.end(), id)) {
+  std::string text;
+  if (r.decoder && id < tokenizer_size) text = r.matcher->push(r.decoder->push(id));  // padding ids have no text
+  deliver(r, id, text, r.config.logprobs ? &r.result.logprobs.back() : nullptr);
+  if (r.matcher->matched()) {
+    r.result.finish_reason = "stop";
+    r.finished = true;
+  } else if (!r.config.ignore_eos && std::binary_search(r.stops.begin(), r.stops.end(), id)) {
     r.result.finish_reason = "eos";
     r.finished = true;
   } else if (static_cast<int64_t>(r.result.output_ids.size()) >= r.config.max_new_tokens ||
@@ -241,7 +280,7 @@ void Engine::Impl::finish(Request& r) {
   if (!r.error.empty()) res.finish_reason = "error";
   if (r.decoder && !r.matcher->matched() && r.error.empty()) {
     const std::string tail = r.matcher->push(r.decoder->flush()) + r.matcher->flush();
-    if (!r.stopped && r.streamer && !tail.empty()) r.streamer(tail);
+    if (!tail.empty()) deliver(r, -1, tail, nullptr);
   }
   res.stats.generated_tokens = static_cast<int64_t>(res.output_ids.size());
   if (res.output_ids.size() > 1) {
@@ -262,6 +301,14 @@ void Engine::Impl::finish(Request& r) {
     st.owner = backend;
   }
   r.cache.reset();  // frees the KV memory
+  if (r.on_finish) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      statuses.erase(r.id);
+    }
+    r.on_finish(std::move(res));
+    return;
+  }
   std::lock_guard<std::mutex> lock(mu);
   statuses[r.id] = Status::Finished;
   results[r.id] = std::move(res);
@@ -343,17 +390,27 @@ Engine::Engine(const Pipeline& pipeline, const EngineOptions& options) {
 Engine::~Engine() = default;
 
 Engine::RequestId Engine::add_request(std::span<const int32_t> prompt, const GenerationConfig& config, Streamer streamer) {
-  return impl_->add(nullptr, prompt, config, std::move(streamer));
+  return impl_->add({{prompt.begin(), prompt.end()}, config, std::move(streamer), {}, {}, nullptr});
 }
 
 Engine::RequestId Engine::add_request(KVState& state, std::span<const int32_t> prompt, const GenerationConfig& config,
                                       Streamer streamer) {
-  return impl_->add(&state, prompt, config, std::move(streamer));
+  return impl_->add({{prompt.begin(), prompt.end()}, config, std::move(streamer), {}, {}, &state});
 }
 
+Engine::RequestId Engine::add_request(GenerationRequest request) { return impl_->add(std::move(request)); }
+
 void Engine::cancel(RequestId id) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->cancels.push_back(id);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->cancels.push_back(id);
+  }
+  impl_->work.notify_all();
+}
+
+bool Engine::wait_for_work(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  return impl_->work.wait_for(lock, timeout, [&] { return !impl_->incoming.empty() || !impl_->cancels.empty(); });
 }
 
 bool Engine::step() { return impl_->step(); }

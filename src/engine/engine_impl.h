@@ -2,6 +2,7 @@
 // The generation engine's scheduler (see phinfer/engine.h for the contract).
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -25,6 +26,8 @@ struct Engine::Impl {
     RequestId id = 0;
     GenerationConfig config;
     Streamer streamer;
+    std::function<bool(const TokenEvent&)> on_token;
+    std::function<void(GenerationResult&&)> on_finish;
     KVState* state = nullptr;                      // continued conversation, or null
     std::unique_ptr<backend::SequenceCache> cache;
     std::vector<int32_t> tokens;                   // prompt + generated; [0, cache->length()) are computed
@@ -50,7 +53,7 @@ struct Engine::Impl {
 
   Impl(const Pipeline::Impl& pipeline, backend::Backend& backend, const EngineOptions& options);
 
-  RequestId add(KVState* state, std::span<const int32_t> prompt, const GenerationConfig& config, Streamer streamer);
+  RequestId add(GenerationRequest request);
   bool step();
   GenerationResult run_to_completion(RequestId id);
 
@@ -62,6 +65,7 @@ struct Engine::Impl {
 
   // Shared with other threads, under `mu`.
   mutable std::mutex mu;
+  std::condition_variable work;  // signalled by add and cancel
   std::vector<std::unique_ptr<Request>> incoming;
   std::vector<RequestId> cancels;
   std::map<RequestId, Status> statuses;
@@ -83,6 +87,8 @@ struct Engine::Impl {
   void schedule();
   void run_batch();
   void accept_logits(Request& r, std::span<const float> logits);
+  // Delivers released text to the request's callbacks; false when one of them asked to stop.
+  void deliver(Request& r, int32_t id, const std::string& text, const TokenLogprobs* lp);
   void finish(Request& r);
   void publish_counts();
 };

@@ -126,7 +126,7 @@ GenerationResult Pipeline::generate(KVState& state, std::span<const int32_t> pro
                                     const Streamer& streamer) const {
   std::lock_guard<std::mutex> lock(impl_->compute);
   Engine::Impl& engine = *impl_->engine;
-  GenerationResult r = engine.run_to_completion(engine.add(&state, prompt, gc, streamer));
+  GenerationResult r = engine.run_to_completion(engine.add({{prompt.begin(), prompt.end()}, gc, streamer, {}, {}, &state}));
   if (!r.error.empty()) throw Error(r.error);
   return r;
 }
@@ -162,7 +162,8 @@ Generator::Generator(const Pipeline& pipeline, const GenerationConfig& config) :
   impl_->pipe = pipeline.impl();
   impl_->config = config;
   impl_->sampler.emplace(generate::SamplingParams{config.do_sample, config.temperature, config.top_k, config.top_p,
-                                                  config.min_p, config.repetition_penalty},
+                                                  config.min_p, config.repetition_penalty, config.presence_penalty,
+                                                  config.frequency_penalty},
                          config.seed);
   impl_->stops = impl_->pipe->stop_ids(config);
   std::lock_guard<std::mutex> lock(impl_->pipe->compute);
@@ -202,7 +203,7 @@ int32_t Generator::generate_next_token() {
   Impl& g = *impl_;
   if (g.logits.empty()) throw Error("generate_next_token: append tokens first (there are no logits to choose from)");
   if (g.done) throw Error("generate_next_token: the generation is done (stop token, max_new_tokens or full context)");
-  const int32_t id = g.sampler->next(g.logits, g.tokens);
+  const int32_t id = g.sampler->next(g.logits, g.tokens, g.tokens.size() - static_cast<size_t>(g.generated));
   ++g.generated;
   const bool stop = !g.config.ignore_eos && std::binary_search(g.stops.begin(), g.stops.end(), id);
   if (stop || g.generated >= g.config.max_new_tokens) {

@@ -19,6 +19,10 @@ Sampler::Sampler(SamplingParams params, uint64_t seed) : params_(params), rng_(s
   }
   if (!(params_.repetition_penalty > 0) || !std::isfinite(params_.repetition_penalty))
     throw Error("repetition_penalty must be a positive number, found " + std::to_string(params_.repetition_penalty));
+  if (!(params_.presence_penalty >= -2 && params_.presence_penalty <= 2))
+    throw Error("presence_penalty must be in [-2, 2], found " + std::to_string(params_.presence_penalty));
+  if (!(params_.frequency_penalty >= -2 && params_.frequency_penalty <= 2))
+    throw Error("frequency_penalty must be in [-2, 2], found " + std::to_string(params_.frequency_penalty));
 }
 
 int32_t Sampler::argmax(std::span<const float> logits) {
@@ -27,10 +31,11 @@ int32_t Sampler::argmax(std::span<const float> logits) {
 
 double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history) {
+int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length) {
+  const bool additive = params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0;
+  if ((params_.repetition_penalty != 1.0 && !history.empty()) || additive) penalized_.assign(logits.begin(), logits.end());
   if (params_.repetition_penalty != 1.0 && !history.empty()) {
     // HF RepetitionPenaltyLogitsProcessor: each distinct seen token once; negative logits are multiplied.
-    penalized_.assign(logits.begin(), logits.end());
     const float p = static_cast<float>(params_.repetition_penalty);
     std::vector<bool> seen(penalized_.size(), false);
     for (int32_t id : history) {
@@ -41,6 +46,20 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
     }
     logits = penalized_;
   }
+  if (additive && prompt_length < history.size()) {
+    generated_.assign(history.begin() + static_cast<std::ptrdiff_t>(prompt_length), history.end());
+    std::sort(generated_.begin(), generated_.end());
+    for (size_t i = 0; i < generated_.size();) {
+      size_t j = i;
+      while (j < generated_.size() && generated_[j] == generated_[i]) ++j;
+      const int32_t id = generated_[i];
+      if (id >= 0 && static_cast<size_t>(id) < penalized_.size())
+        penalized_[static_cast<size_t>(id)] -= static_cast<float>(params_.frequency_penalty * static_cast<double>(j - i) +
+                                                                   params_.presence_penalty);
+      i = j;
+    }
+  }
+  if (additive) logits = penalized_;
   if (!params_.do_sample) return argmax(logits);
   // Temperature, then keep the top_k, then the smallest prefix whose probability reaches top_p.
   candidates_.clear();

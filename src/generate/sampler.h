@@ -15,13 +15,18 @@ struct SamplingParams {
   double top_p = 1.0;
   double min_p = 0.0;               // keep tokens with p >= min_p * p(best); 0 disables
   double repetition_penalty = 1.0;  // > 1 discourages tokens already in the sequence; 1 disables
+  // OpenAI's additive penalties over the generated tokens (as vLLM): logit -= frequency * count +
+  // presence * (count > 0); in [-2, 2], 0 disables. Applied after the repetition penalty.
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
 };
 
 class Sampler {
  public:
   Sampler(SamplingParams params, uint64_t seed);
-  // history: the ids so far (prompt and generated), for the repetition penalty.
-  int32_t next(std::span<const float> logits, std::span<const int32_t> history = {});
+  // history: the ids so far (prompt and generated), for the repetition penalty; the generated ones
+  // are those from prompt_length on (for the presence and frequency penalties).
+  int32_t next(std::span<const float> logits, std::span<const int32_t> history = {}, size_t prompt_length = 0);
 
   static int32_t argmax(std::span<const float> logits);  // lowest id on ties
 
@@ -32,6 +37,7 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
   std::vector<float> penalized_;
+  std::vector<int32_t> generated_;
 };
 
 }  // namespace phinfer::generate
