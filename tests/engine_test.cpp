@@ -3,10 +3,13 @@
 // Generator; device selection; concurrent callers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <limits>
 #include <thread>
 
+#include "generate/sampler.h"
 #include "phinfer/engine.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
@@ -318,6 +321,154 @@ TEST(Engine, HugeMaxNewTokensStopsAtTheContextWithoutOverflow) {
   EXPECT_EQ(r.finish_reason, "length");
   // Every position of the context is used: the last sampled token is the one that did not fit.
   EXPECT_EQ(static_cast<int64_t>(prompt.size() + r.output_ids.size()), p.config().max_position_embeddings + 1);
+}
+
+}  // namespace
+}  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(PrefixReuse, SharedPromptsAndNextTurnsReuseKVAndGiveTheSameTokens) {
+  const auto dir = test::shared_path("models/phi3-tiny-mha");
+  Pipeline p = Pipeline::load(dir);
+  const auto base = golden_prompt(dir, "text300");  // 290 tokens
+  GenerationConfig gc;
+  gc.max_new_tokens = 8;
+  gc.ignore_eos = true;
+  EngineOptions o;
+  o.prefix_cache_bytes = 64ull << 20;
+  Engine engine(p, o);
+
+  // n = 3 samples of one prompt, submitted together: the prefill is computed once.
+  std::vector<Engine::RequestId> ids;
+  for (int i = 0; i < 3; ++i) {
+    GenerationConfig s = gc;
+    s.do_sample = true;
+    s.seed = static_cast<uint64_t>(i);
+    ids.push_back(engine.add_request(base, s));
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto r = engine.run_to_completion(ids[static_cast<size_t>(i)]);
+    GenerationConfig s = gc;
+    s.do_sample = true;
+    s.seed = static_cast<uint64_t>(i);
+    EXPECT_EQ(r.output_ids, p.generate(base, s).output_ids) << i;
+    EXPECT_EQ(r.stats.reused_prompt_tokens, i == 0 ? 0 : static_cast<int64_t>(base.size()) - 1) << i;
+  }
+
+  // The next turn of a conversation (the previous prompt + answer + more) starts from the cache.
+  auto first = engine.run_to_completion(engine.add_request(base, gc));
+  std::vector<int32_t> turn2 = base;
+  turn2.insert(turn2.end(), first.output_ids.begin(), first.output_ids.end());
+  turn2.insert(turn2.end(), base.begin() + 10, base.begin() + 40);
+  auto second = engine.run_to_completion(engine.add_request(turn2, gc));
+  EXPECT_GE(second.stats.reused_prompt_tokens, static_cast<int64_t>(base.size()));
+  EXPECT_EQ(second.output_ids, p.generate(turn2, gc).output_ids);
+
+  // A shared system prompt: a different continuation of the first 200 tokens copies them.
+  std::vector<int32_t> other(base.begin(), base.begin() + 200);
+  other.insert(other.end(), base.begin() + 5, base.begin() + 25);
+  auto third = engine.run_to_completion(engine.add_request(other, gc));
+  EXPECT_EQ(third.stats.reused_prompt_tokens, 200);
+  EXPECT_EQ(third.output_ids, p.generate(other, gc).output_ids);
+  const auto st = engine.stats();
+  EXPECT_GT(st.reused_prompt_tokens, 0u);
+  EXPECT_LE(st.prefix_cache_bytes, o.prefix_cache_bytes);
+}
+
+TEST(PrefixReuse, TheCacheStaysWithinItsBudget) {
+  const auto dir = test::shared_path("models/phi3-tiny-mha");
+  Pipeline p = Pipeline::load(dir);
+  const auto base = golden_prompt(dir, "text300");
+  GenerationConfig gc;
+  gc.max_new_tokens = 2;
+  gc.ignore_eos = true;
+  const uint64_t per_position = 2ull * p.config().num_hidden_layers * p.config().num_key_value_heads *
+                                p.config().head_dim * sizeof(float);
+  EngineOptions o;
+  o.prefix_cache_bytes = per_position * 700;  // about two entries of ~300 positions
+  Engine engine(p, o);
+  for (int i = 0; i < 6; ++i) {
+    std::vector<int32_t> prompt = base;
+    prompt[1] = 100 + i;  // distinct from the second token on: nothing shared
+    engine.run_to_completion(engine.add_request(prompt, gc));
+    EXPECT_LE(engine.stats().prefix_cache_bytes, o.prefix_cache_bytes);
+    EXPECT_GT(engine.stats().prefix_cache_bytes, 0u);
+  }
+  // The most recent entry is still there; the oldest is gone.
+  std::vector<int32_t> last = base, oldest = base;
+  last[1] = 105;
+  oldest[1] = 100;
+  EXPECT_EQ(engine.run_to_completion(engine.add_request(last, gc)).stats.reused_prompt_tokens,
+            static_cast<int64_t>(base.size()) - 1);
+  EXPECT_EQ(engine.run_to_completion(engine.add_request(oldest, gc)).stats.reused_prompt_tokens, 0);
+}
+
+TEST(TokenEvents, LogprobsAndPenaltiesFollowTheirDefinitions) {
+  Pipeline p = Pipeline::load(test::shared_path("models/stories260K-phi3"));
+  const auto prompt = p.tokenizer().encode("Once upon a time", true);
+  GenerationConfig gc;
+  gc.max_new_tokens = 6;
+  gc.ignore_eos = true;
+  gc.logprobs = true;
+  gc.top_logprobs = 3;
+  Engine engine(p);
+  std::vector<int32_t> seen;
+  std::string text;
+  GenerationResult done;
+  bool finished = false;
+  GenerationRequest req;
+  req.prompt_ids = prompt;
+  req.config = gc;
+  req.on_token = [&](const TokenEvent& e) {
+    if (e.id >= 0) {
+      seen.push_back(e.id);
+      EXPECT_NE(e.logprobs, nullptr);
+    }
+    text += e.text;
+    return true;
+  };
+  req.on_finish = [&](GenerationResult&& r) {
+    done = std::move(r);
+    finished = true;
+  };
+  auto id = engine.add_request(std::move(req));
+  while (engine.step()) {
+  }
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(engine.status(id), Engine::Status::Unknown);  // delivered through on_finish
+  EXPECT_EQ(seen, done.output_ids);
+  EXPECT_EQ(text, done.text);
+  ASSERT_EQ(done.logprobs.size(), done.output_ids.size());
+  // Greedy: the chosen token is the most likely one, and the log-probabilities match the logits.
+  std::vector<int32_t> ids = prompt;
+  for (size_t i = 0; i < done.logprobs.size(); ++i) {
+    const auto& lp = done.logprobs[i];
+    ASSERT_EQ(lp.top.size(), 3u);
+    EXPECT_EQ(lp.top[0].id, lp.id);
+    EXPECT_FLOAT_EQ(lp.top[0].logprob, lp.logprob);
+    EXPECT_GE(lp.top[0].logprob, lp.top[1].logprob);
+    const int64_t last = static_cast<int64_t>(ids.size()) - 1;
+    const auto logits = p.logits(ids, std::span<const int64_t>(&last, 1));
+    double z = 0;
+    const float mx = *std::max_element(logits.begin(), logits.end());
+    for (float l : logits) z += std::exp(static_cast<double>(l) - mx);
+    EXPECT_NEAR(lp.logprob, logits[static_cast<size_t>(lp.id)] - mx - std::log(z), 1e-4);
+    ids.push_back(lp.id);
+  }
+  // OpenAI's additive penalties count generated tokens only (from prompt_length on).
+  generate::Sampler greedy({false, 1.0, 0, 1.0, 0.0, 1.0, 0.6, 0.0}, 0);
+  const std::vector<float> l = {5.0f, 4.5f, 0.0f, 4.9f};
+  const std::vector<int32_t> history = {0, 3, 3};  // prompt {0}, generated {3, 3}
+  EXPECT_EQ(greedy.next(l, history, 1), 0);        // 4.9 - 0.6 < 5: the prompt's 0 is not penalized
+  EXPECT_EQ(greedy.next(l, history, 0), 1);        // 0 and 3 both penalized once: 4.4, 4.3 < 4.5
+  generate::Sampler freq({false, 1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.3}, 0);
+  EXPECT_EQ(freq.next(l, history, 1), 0);          // 4.9 - 2 * 0.3 = 4.3
+  EXPECT_EQ(freq.next(std::vector<float>{4.0f, 4.5f, 0.0f, 4.9f}, history, 1), 1);  // 4.3 < 4.5
+  GenerationConfig bad = gc;
+  bad.presence_penalty = 3;
+  EXPECT_THROW(p.generate(prompt, bad), Error);
 }
 
 }  // namespace

@@ -13,6 +13,12 @@
 // max_new_tokens, at most the context) when it is admitted; requests that do not fit the budget
 // wait in arrival order until running ones finish. Nothing is ever evicted from a running request.
 //
+// Prefix reuse: a request starts from the longest prefix of its prompt whose keys and values
+// another request already computed: a running one (n samples of one prompt share its prefill: a
+// request waits while another still computes a long prefix they share) or a finished one kept in
+// the prefix cache (prefix_cache_bytes). Reuse is exact: a position's keys and values depend only
+// on the tokens up to it, bit for bit.
+//
 // Threading contract:
 //   - step() is called by one thread at a time (the "engine thread"); streamers run on it, inside
 //     step(). A streamer must not call the engine.
@@ -39,6 +45,9 @@ struct EngineOptions {
   int64_t prefill_chunk = 256;       // most prompt tokens of one request per step
   int64_t max_running = 64;          // requests decoding at once; more wait
   uint64_t kv_cache_bytes = 0;       // KV memory budget over all requests; 0: unlimited
+  // Finished requests' KV caches kept for later requests that start with the same tokens (a
+  // conversation's next turn, a shared system prompt); least recently used dropped first. 0: off.
+  uint64_t prefix_cache_bytes = 0;
 };
 
 // One generated token as it is accepted: its id, the text it released (may be empty: stop-string
@@ -108,6 +117,8 @@ class Engine {
     uint64_t generated_tokens = 0;      // sampled since the engine started
     uint64_t processed_tokens = 0;      // rows run through the model since the engine started
     uint64_t steps = 0;
+    uint64_t reused_prompt_tokens = 0;  // prompt tokens taken from another request's KV cache
+    uint64_t prefix_cache_bytes = 0;    // held by the prefix cache
   };
   Stats stats() const;
 

@@ -27,6 +27,8 @@ class SequenceCache {
   virtual void truncate(int64_t length) = 0;            // forgets positions >= length
   virtual void reserve(int64_t positions) = 0;          // memory for this many positions, now
   virtual uint64_t bytes() const = 0;                   // memory held
+  // A new cache holding a copy of positions [0, length) (room for `capacity` positions).
+  virtual std::unique_ptr<SequenceCache> clone(int64_t length, int64_t capacity) const = 0;
 };
 
 // One sequence's part of a forward call: tokens appended at positions cache->length(), ... with

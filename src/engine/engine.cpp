@@ -101,8 +101,93 @@ void Engine::Impl::publish_counts() {
   counters.running = running.size();
   counters.prefilling = prefilling;
   counters.kv_cache_bytes = used;
+  counters.reused_prompt_tokens = reused;
+  counters.prefix_cache_bytes = prefix_cache_used;
   counters.processed_tokens = processed;
   ++counters.steps;
+}
+
+namespace {
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b, size_t limit) {
+  size_t n = 0;
+  const size_t m = std::min({a.size(), b.size(), limit});
+  while (n < m && a[n] == b[n]) ++n;
+  return n;
+}
+// Shorter shared prefixes are computed again rather than copied or waited for.
+constexpr size_t kMinSharedPrefix = 16;
+}  // namespace
+
+bool Engine::Impl::attach_cache(Request& r) {
+  // At least the last prompt token is recomputed, for its logits.
+  const size_t limit = r.tokens.size() - 1;
+  KVState::Impl* st = r.state ? r.state->impl.get() : nullptr;
+  size_t keep = 0;
+  if (st && st->cache && st->owner == backend) {
+    r.cache = std::move(st->cache);
+    keep = common_prefix(st->tokens, r.tokens, std::min<size_t>(limit, static_cast<size_t>(r.cache->length())));
+    r.cache->truncate(static_cast<int64_t>(keep));
+    st->tokens.clear();
+  } else if (!st) {
+    // The longest computed prefix among running requests and the prefix cache.
+    size_t best = 0;
+    Request* from_running = nullptr;
+    CachedPrefix* from_cache = nullptr;
+    for (const auto& o : running) {
+      const size_t shared = common_prefix(o->tokens, r.tokens, limit);
+      const size_t computed = std::min(shared, static_cast<size_t>(o->cache->length()));
+      // Another request is computing a long prefix this one shares: wait for it rather than
+      // compute it twice (n samples of one prompt).
+      if (shared >= kMinSharedPrefix && computed < shared && o->cache->length() < static_cast<int64_t>(o->tokens.size()) - 1)
+        return false;
+      if (computed > best) best = computed, from_running = o.get(), from_cache = nullptr;
+    }
+    for (auto& c : prefix_cache) {
+      const size_t shared = common_prefix(c.tokens, r.tokens, limit);
+      if (shared > best) best = shared, from_cache = &c, from_running = nullptr;
+    }
+    if (best >= kMinSharedPrefix) {
+      keep = best;
+      if (from_running) {
+        r.cache = from_running->cache->clone(static_cast<int64_t>(keep), r.capacity);
+      } else if (keep == from_cache->tokens.size()) {
+        // The whole entry continues into this request (a conversation's next turn): take it.
+        r.cache = std::move(from_cache->cache);
+        prefix_cache_used -= r.cache->bytes();
+        std::erase_if(prefix_cache, [](const CachedPrefix& c) { return !c.cache; });
+      } else {
+        r.cache = from_cache->cache->clone(static_cast<int64_t>(keep), r.capacity);
+        from_cache->last_used = ++use_clock;
+      }
+      reused += keep;
+    }
+  }
+  if (!r.cache) r.cache = backend->new_cache();
+  r.cache->truncate(static_cast<int64_t>(keep));
+  r.result.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
+  return true;
+}
+
+void Engine::Impl::keep_prefix(std::vector<int32_t> tokens, std::unique_ptr<backend::SequenceCache> cache) {
+  if (options.prefix_cache_bytes == 0 || tokens.size() < kMinSharedPrefix) return;
+  const uint64_t bytes = cache->bytes();
+  if (bytes > options.prefix_cache_bytes) return;
+  // An entry that is a prefix of the new one adds nothing.
+  std::erase_if(prefix_cache, [&](const CachedPrefix& c) {
+    if (c.tokens.size() <= tokens.size() && std::equal(c.tokens.begin(), c.tokens.end(), tokens.begin())) {
+      prefix_cache_used -= c.cache->bytes();
+      return true;
+    }
+    return false;
+  });
+  while (!prefix_cache.empty() && prefix_cache_used + bytes > options.prefix_cache_bytes) {
+    auto oldest = std::min_element(prefix_cache.begin(), prefix_cache.end(),
+                                   [](const CachedPrefix& a, const CachedPrefix& b) { return a.last_used < b.last_used; });
+    prefix_cache_used -= oldest->cache->bytes();
+    prefix_cache.erase(oldest);
+  }
+  prefix_cache_used += bytes;
+  prefix_cache.push_back({std::move(tokens), std::move(cache), ++use_clock});
 }
 
 // Moves waiting requests into the running set, in arrival order, while their KV reservation fits.
@@ -112,27 +197,12 @@ void Engine::Impl::admit() {
   while (!waiting.empty() && static_cast<int64_t>(running.size()) < options.max_running) {
     Request& r = *waiting.front();
     if (options.kv_cache_bytes > 0 && used + r.reserved_bytes > options.kv_cache_bytes) break;
-    KVState::Impl* st = r.state ? r.state->impl.get() : nullptr;
-    size_t keep = 0;
-    if (st && st->cache && st->owner == backend) {
-      // Keep the cached prefix the new prompt shares; at least the last prompt token is recomputed
-      // for its logits.
-      r.cache = std::move(st->cache);
-      const auto& cached = st->tokens;
-      while (keep < cached.size() && keep < static_cast<size_t>(r.cache->length()) &&
-             keep + 1 < r.tokens.size() && cached[keep] == r.tokens[keep])
-        ++keep;
-      r.cache->truncate(static_cast<int64_t>(keep));
-      st->tokens.clear();
-    } else {
-      r.cache = backend->new_cache();
-    }
+    if (!attach_cache(r)) break;
     r.cache->reserve(r.capacity);
     if (r.streamer && !r.config.skip_prompt && pipe.tokenizer) {
       const std::string text = text_of(*pipe.tokenizer, r.result.prompt_ids, r.config.skip_special_tokens);
       if (!text.empty() && !r.streamer(text)) r.stopped = r.finished = true;
     }
-    r.result.stats.reused_prompt_tokens = static_cast<int64_t>(keep);
     used += r.reserved_bytes;
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -299,8 +369,11 @@ void Engine::Impl::finish(Request& r) {
     st.tokens.assign(r.tokens.begin(), r.tokens.begin() + r.cache->length());
     st.cache = std::move(r.cache);
     st.owner = backend;
+  } else if (r.cache && r.error.empty() && r.cache->length() > 0) {
+    std::vector<int32_t> computed(r.tokens.begin(), r.tokens.begin() + r.cache->length());
+    keep_prefix(std::move(computed), std::move(r.cache));
   }
-  r.cache.reset();  // frees the KV memory
+  r.cache.reset();  // frees the KV memory (unless the prefix cache took it)
   if (r.on_finish) {
     {
       std::lock_guard<std::mutex> lock(mu);

@@ -80,10 +80,22 @@ struct Engine::Impl {
   std::vector<std::unique_ptr<Request>> running;
   std::vector<backend::BatchEntry> entries;
   std::vector<Request*> scheduled;
-  std::vector<int64_t> logit_rows;  // one per scheduled request (the index of its last row)
+  // Finished requests' caches, for prefix reuse (engine thread).
+  struct CachedPrefix {
+    std::vector<int32_t> tokens;  // the tokens whose keys/values `cache` holds
+    std::unique_ptr<backend::SequenceCache> cache;
+    uint64_t last_used = 0;
+  };
+  std::vector<CachedPrefix> prefix_cache;
+  uint64_t prefix_cache_used = 0, use_clock = 0, reused = 0;
 
  private:
   void admit();
+  // Gives `r` a cache: the longest computed prefix of its prompt from a running request or the
+  // prefix cache, else a new one. False: wait, a running request is about to compute a long
+  // prefix `r` shares.
+  bool attach_cache(Request& r);
+  void keep_prefix(std::vector<int32_t> tokens, std::unique_ptr<backend::SequenceCache> cache);
   void schedule();
   void run_batch();
   void accept_logits(Request& r, std::span<const float> logits);

@@ -19,6 +19,27 @@ KVCache::KVCache(const ModelConfig& c, bool half)
   }
 }
 
+KVCache::KVCache(const KVCache& o, int64_t n, int64_t cap)
+    : f16(o.f16), layers(o.layers), kv_heads(o.kv_heads), head_dim(o.head_dim), table(o.table) {
+  k.resize(o.k.size());
+  v.resize(o.v.size());
+  k16.resize(o.k16.size());
+  v16.resize(o.v16.size());
+  capacity = 0;
+  length = 0;
+  reserve(std::max<int64_t>(cap, n));
+  auto copy = [&](const auto& from, auto& to) {
+    for (size_t l = 0; l < from.size(); ++l)
+      for (int64_t h = 0; h < kv_heads; ++h)
+        std::copy_n(from[l].data() + h * o.capacity * head_dim, n * head_dim, to[l].data() + h * capacity * head_dim);
+  };
+  copy(o.k, k);
+  copy(o.v, v);
+  copy(o.k16, k16);
+  copy(o.v16, v16);
+  length = n;
+}
+
 uint64_t KVCache::bytes_per_position(int64_t layers, int64_t kv_heads, int64_t head_dim, bool f16) {
   return 2 * static_cast<uint64_t>(layers) * static_cast<uint64_t>(kv_heads) * static_cast<uint64_t>(head_dim) *
          (f16 ? 2 : 4);

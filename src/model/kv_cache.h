@@ -22,6 +22,8 @@ struct KVCache {
 
   KVCache() = default;
   KVCache(const ModelConfig& config, bool f16);
+  // A copy of the first `length` positions of `other`, with room for `capacity` positions.
+  KVCache(const KVCache& other, int64_t length, int64_t capacity);
   // Bytes of keys and values one position takes over all layers.
   static uint64_t bytes_per_position(const ModelConfig& config, bool f16);
   uint64_t bytes() const { return static_cast<uint64_t>(capacity) * bytes_per_position(layers, kv_heads, head_dim, f16); }

@@ -1,5 +1,6 @@
 // The CPU backend: weights stay in the memory-mapped file (the kernels read the packed layout in
 // place), KV caches in host memory, forward calls through model::Phi3Model on a thread pool.
+#include <algorithm>
 #include <memory>
 
 #include "backend/backend.h"
@@ -20,6 +21,10 @@ class CpuCache final : public SequenceCache {
   }
   void reserve(int64_t positions) override { kv.reserve(positions); }
   uint64_t bytes() const override { return kv.bytes(); }
+  std::unique_ptr<SequenceCache> clone(int64_t length, int64_t capacity) const override {
+    model::KVCache copy(kv, std::min(length, kv.length), capacity);
+    return std::make_unique<CpuCache>(std::move(copy));
+  }
   model::KVCache kv;
 };
 
