@@ -1,6 +1,7 @@
 // Hostile tokenizer files: deeply nested components, deeply nested JSON, token ids at the edge of
 // int32_t. Each must end in a phinfer::Error that says what and where, never a crash or a hang.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <string>
@@ -115,6 +116,13 @@ TEST(HostileTokenizer, PostProcessorIdsAreBounded) {
   const std::string bert = R"({"type": "BertProcessing", "cls": ["<s>", -5], "sep": ["</s>", 1]})";
   expect_error([&] { Tokenizer::from_json_text(with_component("post_processor", bert), "", "pp.phi"); },
                {"post_processor.cls[1]", "-5"});
+}
+
+TEST(HostileTokenizer, ChatTemplateFileMustBeARegularFile) {
+  auto dir = test::temp_dir("hostile_tokenizer_template_fifo");
+  std::ofstream(dir / "tokenizer.json") << "{" + kModel + "}";
+  ASSERT_EQ(::mkfifo((dir / "chat_template.jinja").c_str(), 0600), 0);  // reading it used to block
+  expect_error([&] { Tokenizer::from_dir(dir); }, {"chat_template.jinja", "not a regular file"});
 }
 
 }  // namespace

@@ -10,7 +10,7 @@
 namespace phinfer::jinja {
 
 Value::Value(Json j) {
-  charge_work(j);
+  charge_value(j);
   v_ = std::make_shared<const Json>(std::move(j));
 }
 
@@ -61,9 +61,7 @@ void charge_work(uint64_t bytes) {
                        std::to_string(kMaxWorkBytes) + " bytes");
 }
 
-// A value built during a render is also held to the size limit (the values given to the render,
-// built before it, are not: a long conversation may exceed it).
-void charge_work(const Json& value) {
+void charge_value(const Json& value) {
   if (!current_budget) return;
   const size_t bytes = approx_bytes(value);
   check_size(bytes);

@@ -129,7 +129,6 @@ class WorkBudget {
   ~WorkBudget();
   WorkBudget(const WorkBudget&) = delete;
   WorkBudget& operator=(const WorkBudget&) = delete;
-  uint64_t used() const { return used_; }
 
  private:
   friend void charge_work(uint64_t bytes);
@@ -137,7 +136,9 @@ class WorkBudget {
   WorkBudget* previous_;
 };
 void charge_work(uint64_t bytes);     // counts against the current render's budget, if any
-void charge_work(const Json& value);  // the value's approx_bytes (walked only during a render)
+// A value built during a render: charges its approx_bytes and holds it to kMaxTextBytes (values
+// given to the render, built before it, are not held to it: a long conversation may exceed it).
+void charge_value(const Json& value);
 void charge_scan(const Json& a, const Json& b);  // a comparison of a and b
 
 // ---- Python semantics -------------------------------------------------------------------------

@@ -109,6 +109,8 @@ std::string chat_template_text(const JsonView& config) {
 }
 
 std::string read_text_file(const std::filesystem::path& p) {
+  // A FIFO would block the read, a folder would fail with a stream error: only plain files.
+  if (!std::filesystem::is_regular_file(p)) throw Error(p.string() + ": not a regular file");
   std::ifstream in(p, std::ios::binary);
   if (!in) throw Error(p.string() + ": cannot open file");
   return std::string(std::istreambuf_iterator<char>(in), {});
