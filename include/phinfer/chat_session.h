@@ -53,7 +53,8 @@ class ChatSession {
   // The conversation as JSON messages [{"role":..,"content":..}] (plus any extra fields a message
   // had), and back. load_json replaces the conversation, system message included, and throws
   // phinfer::Error (changing nothing) unless given an array of objects with a string "role"
-  // (system, user, assistant or tool) and a string "content". The KV cache is kept: the next turn
+  // (system, user, assistant or tool) and a string "content", nested at most 255 levels (checked
+  // before anything copies it, since copies recurse). The KV cache is kept: the next turn
   // reuses whatever prefix the loaded conversation shares with it.
   nlohmann::json to_json() const;
   void load_json(const nlohmann::json& messages);

@@ -30,14 +30,14 @@ jinja::Json message_dict(const ChatMessage& m, size_t index) {
   if (!m.extra.is_null() && !m.extra.is_object())
     throw Error("chat message " + std::to_string(index) + ": extra fields must be a JSON object, got " +
                 std::string(m.extra.type_name()));
+  // The evaluator's recursive walks rely on bounded nesting, and so does the copy below: checked
+  // first. The message dict nests exactly as deep as its extra fields.
+  if (json_nests_deeper_than(m.extra, jinja::kMaxValueDepth - 1))
+    throw Error("chat message " + std::to_string(index) + ": extra fields nested more than " +
+                std::to_string(jinja::kMaxValueDepth - 1) + " levels deep (the limit)");
   if (m.extra.is_object())
     for (const auto& [key, value] : m.extra.items())
       if (key != "role" && key != "content") msg[key] = jinja::Json::parse(value.dump());
-  try {
-    jinja::check_nesting(msg);  // the evaluator's recursive walks rely on bounded nesting
-  } catch (const jinja::RuntimeError& e) {
-    throw Error("chat message " + std::to_string(index) + ": " + e.what());
-  }
   return msg;
 }
 

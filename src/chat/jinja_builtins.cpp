@@ -725,6 +725,7 @@ Value get_method(const Value& receiver, const std::string& name) {
     return make_callable(name, [name, t = type_name(receiver)](const CallArgs&) -> Value {
       throw RuntimeError("'" + t + "." + name + "' is not allowed: the template sandbox is immutable");
     });
+  if (receiver.is_json()) charge_work(approx_bytes(receiver.json()));  // the bound method holds a copy of it
   if (receiver.is_string()) return string_method(receiver.str(), name);
   if (receiver.is_dict()) return dict_method(receiver.json(), name);
   if (receiver.is_list()) return list_method(receiver.json(), name);
@@ -786,8 +787,14 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
   };
   int64_t st = opt_int(step, "slice step").value_or(1);
   if (st == 0) throw RuntimeError("slice step cannot be zero");
-  std::vector<Json> items = iterate(obj);
-  const int64_t n = static_cast<int64_t>(items.size());
+  // A string is sliced by code point, without a JSON node per character.
+  std::u32string chars;
+  std::vector<Json> items;
+  if (obj.is_string())
+    chars = decode_utf8(obj.str());
+  else
+    items = iterate(obj);
+  const int64_t n = static_cast<int64_t>(obj.is_string() ? chars.size() : items.size());
   // CPython's PySlice_AdjustIndices.
   auto adjust = [&](std::optional<int64_t> v, int64_t dflt) {
     if (!v) return dflt;
@@ -803,14 +810,16 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
   int64_t b = adjust(opt_int(start, "slice start"), st < 0 ? n - 1 : 0);
   int64_t e = adjust(opt_int(stop, "slice stop"), st < 0 ? -1 : n);
   std::vector<Json> out;
+  std::u32string out_chars;
   for (int64_t i = b; st > 0 ? i < e : i > e;) {
-    out.push_back(items[static_cast<size_t>(i)]);
+    if (obj.is_list())
+      out.push_back(items[static_cast<size_t>(i)]);
+    else
+      out_chars.push_back(chars[static_cast<size_t>(i)]);
     if (__builtin_add_overflow(i, st, &i)) break;  // a huge step jumps past the end
   }
   if (obj.is_list()) return list_value(std::move(out));
-  std::string s;
-  for (const Json& c : out) s += c.get<std::string>();
-  return str_value(s);
+  return str_value(encode_utf8(out_chars));
 }
 
 Value get_global_function(const std::string& name) {
@@ -845,9 +854,9 @@ Value get_global_function(const std::string& name) {
       if (a.positional.size() > 1) throw RuntimeError("namespace() takes at most one positional argument");
       if (!a.positional.empty()) {
         if (!a.positional[0].is_dict()) throw RuntimeError("namespace() positional argument must be a mapping");
-        for (const auto& [k, v] : a.positional[0].json().items()) ns->attrs[k] = Value(v);
+        for (const auto& [k, v] : a.positional[0].json().items()) store_attribute(*ns, k, Value(v));
       }
-      for (const auto& [k, v] : a.keyword) ns->attrs[k] = v;
+      for (const auto& [k, v] : a.keyword) store_attribute(*ns, k, v);
       return Value(ns);
     });
   }

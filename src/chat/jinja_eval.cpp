@@ -172,6 +172,7 @@ class Renderer {
   explicit Renderer(const Source& src) : src_(src) {}
 
   std::string run(const Body& body, const std::vector<std::pair<std::string, Value>>& variables) {
+    WorkBudget budget;
     for (const auto& [name, value] : variables) root_.set(name, value);
     std::string out;
     exec(body, root_, out);
@@ -196,13 +197,17 @@ class Renderer {
   Flow exec_stmt(const Stmt& s, Scope& scope, std::string& out) {
     switch (s.kind) {
       case StmtKind::Text:
+        charge_work(s.text.size());
         out += s.text;
         check_size(out.size());
         return Flow::Normal;
-      case StmtKind::Output:
-        out += to_str(eval(*s.expr, scope));
+      case StmtKind::Output: {
+        const std::string text = to_str(eval(*s.expr, scope));
+        charge_work(text.size());
+        out += text;
         check_size(out.size());
         return Flow::Normal;
+      }
       case StmtKind::If:
         for (const auto& [cond, body] : s.branches)
           if (truthy(eval(*cond, scope))) return exec(body, scope, out);
@@ -249,7 +254,7 @@ class Renderer {
       const Value* ns = scope.find(ns_name);
       if (!ns || !ns->is_object() || !ns->object().assignable)
         throw RuntimeError("cannot assign attribute on non-namespace object '" + ns_name + "'");
-      ns->object_ptr()->attrs[target.name] = value;
+      store_attribute(*ns->object_ptr(), target.name, value);
     }
   }
 

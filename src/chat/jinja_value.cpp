@@ -9,8 +9,13 @@
 
 namespace phinfer::jinja {
 
+Value::Value(Json j) {
+  charge_value(j);
+  v_ = std::make_shared<const Json>(std::move(j));
+}
+
 const Json& Value::json() const {
-  if (const auto* j = std::get_if<Json>(&v_)) return *j;
+  if (const auto* j = std::get_if<std::shared_ptr<const Json>>(&v_)) return **j;
   if (const auto* u = std::get_if<Undefined>(&v_)) throw RuntimeError(u->hint);
   throw RuntimeError("expected plain data, got " + type_name(*this));
 }
@@ -41,23 +46,50 @@ void check_size(size_t bytes) {
 }
 
 namespace {
-// Walks at most `budget` levels, so checking a deep value cannot itself overflow the stack.
-bool nests_deeper_than(const Json& j, int budget) {
-  if (!j.is_array() && !j.is_object()) return false;
-  if (budget == 0) return true;
-  for (const auto& child : j)
-    if (nests_deeper_than(child, budget - 1)) return true;
-  return false;
-}
+thread_local WorkBudget* current_budget = nullptr;
 }  // namespace
 
+WorkBudget::WorkBudget() : previous_(current_budget) { current_budget = this; }
+WorkBudget::~WorkBudget() { current_budget = previous_; }
+
+void charge_work(uint64_t bytes) {
+  WorkBudget* budget = current_budget;
+  if (!budget) return;
+  budget->used_ += bytes;
+  if (budget->used_ > kMaxWorkBytes)
+    throw RuntimeError("template did too much work: it built, copied or scanned more than " +
+                       std::to_string(kMaxWorkBytes) + " bytes");
+}
+
+void charge_value(const Json& value) {
+  if (!current_budget) return;
+  const size_t bytes = approx_bytes(value);
+  check_size(bytes);
+  charge_work(bytes);
+}
+
+// A comparison scans at most the smaller operand.
+void charge_scan(const Json& a, const Json& b) {
+  if (current_budget) charge_work(std::min(approx_bytes(a), approx_bytes(b)));
+}
+
+void store_attribute(Object& target, const std::string& name, Value value) {
+  if (value.is_object())
+    throw RuntimeError("cannot store a " + value.object().type_name + " in an attribute of a " + target.type_name +
+                       ": template values never hold namespaces or loop objects, which keeps them free of cycles");
+  target.attrs[name] = std::move(value);
+}
+
 void check_nesting(const Json& j) {
-  if (nests_deeper_than(j, kMaxValueDepth - 1))
+  if (json_nests_deeper_than(j, kMaxValueDepth - 1))
     throw RuntimeError("value nested too deeply (limit " + std::to_string(kMaxValueDepth) + " levels)");
 }
 
+namespace {
+constexpr size_t kNode = 16;  // what one JSON node costs, roughly, besides its text
+}  // namespace
+
 size_t approx_bytes(const Json& j) {
-  constexpr size_t kNode = 16;
   if (j.is_string()) return kNode + j.get_ref<const std::string&>().size();
   if (j.is_array()) {
     size_t n = kNode;
@@ -75,6 +107,7 @@ size_t approx_bytes(const Json& j) {
 // ---- Unicode ----------------------------------------------------------------------------------
 
 std::u32string decode_utf8(const std::string& s) {
+  charge_work(uint64_t{4} * s.size());
   std::u32string out;
   out.reserve(s.size());
   size_t i = 0;
@@ -360,7 +393,10 @@ int json_compare(const Json& a, const Json& b, const std::string& op) {
 bool equal(const Value& a, const Value& b) {
   if (a.is_undefined() || b.is_undefined()) return a.is_undefined() && b.is_undefined();
   if (a.is_object() && b.is_object()) return a.object_ptr() == b.object_ptr();
-  if (a.is_json() && b.is_json()) return json_equal(a.json(), b.json());
+  if (a.is_json() && b.is_json()) {
+    charge_scan(a.json(), b.json());
+    return json_equal(a.json(), b.json());
+  }
   return false;
 }
 
@@ -371,6 +407,7 @@ int compare(const Value& a, const Value& b, const std::string& op) {
     throw RuntimeError("'" + op + "' not supported between instances of '" + type_name(a) +
                        "' and '" + type_name(b) + "'");
   }
+  charge_scan(a.json(), b.json());
   return json_compare(a.json(), b.json(), op);
 }
 
@@ -382,6 +419,7 @@ bool contains(const Value& container, const Value& item) {
   if (c.is_string()) {
     if (!item.is_string())
       throw RuntimeError("'in <string>' requires string as left operand, not " + type_name(item));
+    charge_work(c.get_ref<const std::string&>().size());
     return c.get_ref<const std::string&>().find(item.str()) != std::string::npos;
   }
   if (c.is_array()) {
@@ -397,14 +435,16 @@ std::vector<Json> iterate(const Value& v) {
   if (v.is_undefined()) return {};
   if (!v.is_json()) throw RuntimeError("'" + type_name(v) + "' object is not iterable");
   const Json& j = v.json();
+  if (!j.is_string()) charge_work(approx_bytes(j));  // the copy below (a string: decode_utf8 charges)
   std::vector<Json> out;
   if (j.is_array()) {
     out.assign(j.begin(), j.end());
   } else if (j.is_object()) {
     for (const auto& [k, _] : j.items()) out.emplace_back(k);
   } else if (j.is_string()) {
-    for (char32_t c : decode_utf8(j.get_ref<const std::string&>()))
-      out.emplace_back(encode_utf8(std::u32string(1, c)));
+    const std::u32string chars = decode_utf8(j.get_ref<const std::string&>());
+    charge_work(kNode * chars.size());  // one string node per character
+    for (char32_t c : chars) out.emplace_back(encode_utf8(std::u32string(1, c)));
   } else {
     throw RuntimeError("'" + type_name(v) + "' object is not iterable");
   }

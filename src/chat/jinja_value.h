@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "chat/json_nesting.h"
+
 namespace phinfer::jinja {
 
 // Ordered: Python dicts keep insertion order, and tojson / iteration must show keys in that order.
@@ -36,6 +38,11 @@ struct Undefined {
 
 // A mutable object with attributes: namespace() (assignable with `set ns.x = ...`) and the loop
 // variable (read-only). Held by shared_ptr, so copies alias, as Python references do.
+//
+// No reference cycles: plain data (Json) is immutable and copied by value, and an Object's
+// attributes may hold plain data and functions but never another Object (store_attribute()
+// refuses it). So no value can reach itself (`set ns.self = ns`), nor nest Objects deeper than
+// one level, and reference counting frees everything a render made.
 struct Object {
   std::string type_name;  // "Namespace" or "LoopContext", for messages
   bool assignable = false;
@@ -54,10 +61,12 @@ struct Callable {
   std::function<Value(const CallArgs&)> fn;
 };
 
+// Copies of a Value share its plain data (immutable), so passing values around costs nothing;
+// creating one from Json is charged to the render's work budget (see WorkBudget).
 class Value {
  public:
   Value() : v_(Undefined{"value is undefined"}) {}
-  Value(Json j) : v_(std::move(j)) {}  // NOLINT: values are built from JSON everywhere
+  Value(Json j);  // NOLINT: values are built from JSON everywhere
   Value(std::shared_ptr<Object> o) : v_(std::move(o)) {}
   Value(std::shared_ptr<Callable> c) : v_(std::move(c)) {}
   static Value undefined(std::string hint) {
@@ -67,7 +76,7 @@ class Value {
   }
 
   bool is_undefined() const { return std::holds_alternative<Undefined>(v_); }
-  bool is_json() const { return std::holds_alternative<Json>(v_); }
+  bool is_json() const { return std::holds_alternative<std::shared_ptr<const Json>>(v_); }
   bool is_object() const { return std::holds_alternative<std::shared_ptr<Object>>(v_); }
   bool is_callable() const { return std::holds_alternative<std::shared_ptr<Callable>>(v_); }
 
@@ -90,19 +99,47 @@ class Value {
   const std::string& str() const { return json().get_ref<const std::string&>(); }
 
  private:
-  std::variant<Undefined, Json, std::shared_ptr<Object>, std::shared_ptr<Callable>> v_;
+  std::variant<Undefined, std::shared_ptr<const Json>, std::shared_ptr<Object>, std::shared_ptr<Callable>> v_;
 };
+
+// Sets an Object's attribute; refuses an Object as the value (see Object: no cycles).
+void store_attribute(Object& target, const std::string& name, Value value);
 
 // ---- limits ---------------------------------------------------------------------------------
 // Values a template builds are bounded, so that no template can exhaust memory or, through deep
 // nesting, the stack of the recursive functions below.
 
 constexpr size_t kMaxTextBytes = size_t{16} << 20;  // any string or list built while rendering
-constexpr int kMaxValueDepth = 256;                 // nesting of lists / dicts built by a template
+constexpr int kMaxValueDepth = kMaxJsonNesting;     // nesting of lists / dicts built by a template
+// Bytes a render may build, copy or scan in all: bounds its time (to seconds), which the step
+// limit alone does not (a step can copy a 16 MB string). Real templates use a few times the size
+// of the messages, which rarely reaches a megabyte.
+constexpr uint64_t kMaxWorkBytes = uint64_t{256} << 20;
 
 void check_size(size_t bytes);      // throws RuntimeError above kMaxTextBytes
 void check_nesting(const Json& j);  // throws RuntimeError if j is nested kMaxValueDepth deep
 size_t approx_bytes(const Json& j);  // memory a value takes, roughly, for the size limit
+
+// The work allowance of one render on this thread while it lives. Values (created from Json),
+// iteration, output, UTF-8 decoding, comparisons and bound methods charge it as they build, copy
+// or scan bytes; past kMaxWorkBytes charge_work() throws. Outside a render nothing is counted.
+class WorkBudget {
+ public:
+  WorkBudget();
+  ~WorkBudget();
+  WorkBudget(const WorkBudget&) = delete;
+  WorkBudget& operator=(const WorkBudget&) = delete;
+
+ private:
+  friend void charge_work(uint64_t bytes);
+  uint64_t used_ = 0;
+  WorkBudget* previous_;
+};
+void charge_work(uint64_t bytes);     // counts against the current render's budget, if any
+// A value built during a render: charges its approx_bytes and holds it to kMaxTextBytes (values
+// given to the render, built before it, are not held to it: a long conversation may exceed it).
+void charge_value(const Json& value);
+void charge_scan(const Json& a, const Json& b);  // a comparison of a and b
 
 // ---- Python semantics -------------------------------------------------------------------------
 

@@ -1,13 +1,17 @@
 // phinfer chat: an interactive conversation in the terminal (line editing, history, streaming,
 // Ctrl-C stops the answer, not the program), or one message per line when stdin is not a terminal.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <clocale>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 
@@ -94,6 +98,69 @@ void print_notices(ChatSession& chat) {
   for (const auto& n : chat.take_notices()) std::fprintf(stderr, "[notice: %s]\n", n.c_str());
 }
 
+constexpr size_t kMaxConversationBytes = size_t{256} << 20;
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Reads a regular file only: a directory, FIFO or device is refused before anything reads it (a
+// FIFO is opened non-blocking, so that opening it cannot wait for a writer).
+std::string read_regular_file(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open: " + errno_text());
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw Error(path + ": cannot stat: " + errno_text());
+  if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes)
+    throw Error(path + ": " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(max_bytes) +
+                "-byte limit for a conversation file");
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(path + ": read failed: " + errno_text());
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > max_bytes) throw Error(path + ": grew past the " + std::to_string(max_bytes) + "-byte limit while read");
+  }
+  return text;
+}
+
+// Writes a temporary file beside `path`, then renames it over `path`: a failed or interrupted
+// save leaves the old file whole. Only a regular file (or nothing) at `path` is replaced, and
+// its directory must exist.
+void write_file_atomically(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw Error(path + ": the folder " + dir.string() + " does not exist");
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw Error(path + ": exists and is not a regular file; not replaced");
+  const std::string temp = (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(temp + ": cannot create: " + errno_text());
+  bool ok = true;
+  for (size_t done = 0; ok && done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  const std::string write_error = ok ? "" : errno_text();
+  ok = ok && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
+    const std::string why = write_error.empty() ? errno_text() : write_error;
+    ::unlink(temp.c_str());
+    throw Error(path + ": write failed: " + why);
+  }
+}
+
 // The conversation file: role and content first, then any other fields, two-space indented.
 void save_conversation(const ChatSession& chat, const std::string& path) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
@@ -105,24 +172,19 @@ void save_conversation(const ChatSession& chat, const std::string& path) {
       for (auto it = m.extra.begin(); it != m.extra.end(); ++it) j[it.key()] = it.value();
     out.push_back(std::move(j));
   }
-  std::ofstream f(path);
-  if (!f) throw Error(path + ": cannot write");
-  f << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  f.close();
-  if (!f) throw Error(path + ": write failed");
+  write_file_atomically(path, out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 void load_conversation(ChatSession& chat, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
+  const std::string text = read_regular_file(path, kMaxConversationBytes);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);  // iterative: a deeply nested file is parsed and freed safely
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": not valid JSON: " + e.what());
   }
   try {
-    chat.load_json(j);
+    chat.load_json(j);  // checks the nesting before it copies anything
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
@@ -192,7 +254,7 @@ int run_chat(ChatArgs& a) {
         } else {
           std::fprintf(stderr, "unknown command %s. %s", cmd.c_str(), kHelp);
         }
-      } catch (const Error& e) {
+      } catch (const std::exception& e) {  // any failure of a command leaves the conversation as it was
         std::fprintf(stderr, "error: %s\n", e.what());
       }
       continue;
@@ -212,7 +274,7 @@ int run_chat(ChatArgs& a) {
       print_notices(chat);
       print_stats(r);
       last = r;
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // the conversation survives any failure of one turn
       std::fflush(stdout);
       print_notices(chat);
       std::fprintf(stderr, "error: %s\n", e.what());

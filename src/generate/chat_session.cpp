@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "chat/json_nesting.h"
 #include "phinfer/error.h"
 
 namespace phinfer {
@@ -124,6 +125,12 @@ nlohmann::json ChatSession::to_json() const {
 
 void ChatSession::load_json(const nlohmann::json& messages) {
   if (!messages.is_array()) throw Error("a conversation must be a JSON array of {\"role\": ..., \"content\": ...} messages");
+  // Before anything copies a message (copies recurse as deep as the value nests). The array is one
+  // level, so a message may nest kMaxJsonNesting - 1 levels, as the chat template accepts.
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (json_nests_deeper_than(messages[i], kMaxJsonNesting - 1))
+      throw Error("message " + std::to_string(i) + ": nested more than " + std::to_string(kMaxJsonNesting - 1) +
+                  " levels deep (the limit)");
   std::vector<ChatMessage> loaded;
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];

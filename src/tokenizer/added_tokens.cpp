@@ -6,11 +6,9 @@
 
 namespace phinfer::tok {
 
-AddedToken AddedToken::from_json(const JsonView& j) {
+AddedToken AddedToken::from_json(const JsonView& j, int64_t id_bound) {
   AddedToken t;
-  int64_t id = j.at("id").integer();
-  if (id < 0 || id > INT32_MAX) j.at("id").fail("id " + std::to_string(id) + " out of range");
-  t.id = static_cast<int32_t>(id);
+  t.id = static_cast<int32_t>(j.at("id").integer_in(0, id_bound - 1));
   t.content = j.at("content").str();
   if (t.content.empty()) j.at("content").fail("empty added token");
   t.single_word = j.bool_or("single_word", false);

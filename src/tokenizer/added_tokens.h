@@ -20,7 +20,8 @@ struct AddedToken {
   bool normalized = false;   // matched in normalized text instead of the raw text
   bool special = false;      // dropped by decode(skip_special_tokens = true)
 
-  static AddedToken from_json(const JsonView& j);
+  // Ids must lie in [0, id_bound).
+  static AddedToken from_json(const JsonView& j, int64_t id_bound);
 };
 
 class AddedTokenMatcher {

@@ -1,5 +1,7 @@
 #include "tokenizer/bpe.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <queue>
 
@@ -33,11 +35,14 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const JsonView& j) {
   return m;
 }
 
+int64_t BpeModel::id_bound(size_t entries) {
+  return std::min<int64_t>(2 * static_cast<int64_t>(std::min<size_t>(entries, INT32_MAX)) + 65536, INT32_MAX);
+}
+
 void BpeModel::load_vocab(const JsonView& vocab) {
   vocab.expect_object();
   vocab_.reserve(vocab.raw().size());
-  // Ids index a table, so a corrupt file must not be able to ask for a gigantic one.
-  const int64_t max_id = 2 * static_cast<int64_t>(vocab.raw().size()) + 65536;
+  const int64_t max_id = id_bound(vocab.raw().size());
   for (const auto& [token, id_json] : vocab.raw().items()) {
     if (!id_json.is_number_integer())
       vocab.at(token).fail(std::string("expected an integer id, found ") + id_json.type_name());

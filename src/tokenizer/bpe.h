@@ -26,6 +26,9 @@ class BpeModel {
  public:
   // From the "model" object (type "BPE" already checked by the caller).
   static std::unique_ptr<BpeModel> from_json(const JsonView& j);
+  // Exclusive bound of the ids a file with `entries` tokens may use. Ids index tables, so a corrupt
+  // file must not be able to ask for a gigantic one, and id + 1 must still fit an int32_t.
+  static int64_t id_bound(size_t entries);
 
   // Token ids of one pre-tokenized word.
   std::vector<int32_t> tokenize(std::string_view word) const;

@@ -1,5 +1,6 @@
 #include "tokenizer/decoder.h"
 
+#include <cstdint>
 #include <optional>
 
 #include "tokenizer/byte_level.h"
@@ -253,17 +254,14 @@ size_t count_chars(std::string_view s) {
   return n;
 }
 
-size_t non_negative(const JsonView& j) {
-  int64_t v = j.integer();
-  if (v < 0) j.fail("expected a non-negative integer");
-  return static_cast<size_t>(v);
-}
 
-void add_stages(const JsonView& j, std::vector<std::unique_ptr<DecodeStage>>& stages) {
+// `nesting`: how many Sequence levels enclose j (bounded by kMaxComponentNesting).
+void add_stages(const JsonView& j, int nesting, std::vector<std::unique_ptr<DecodeStage>>& stages) {
+  check_component_nesting(j, nesting);
   const std::string type = j.at("type").str();
   if (type == "Sequence") {
     JsonView list = j.at("decoders");
-    for (size_t i = 0; i < list.size(); ++i) add_stages(list[i], stages);
+    for (size_t i = 0; i < list.size(); ++i) add_stages(list[i], nesting + 1, stages);
   } else if (type == "Replace") {
     stages.push_back(std::make_unique<ReplaceStage>(Pattern::from_json(j.at("pattern")),
                                                     j.at("content").str()));
@@ -275,8 +273,8 @@ void add_stages(const JsonView& j, std::vector<std::unique_ptr<DecodeStage>>& st
     std::string content = j.at("content").str();
     if (count_chars(content) != 1 || to_valid_utf8(content) != content)
       j.at("content").fail("expected a single character");
-    stages.push_back(std::make_unique<StripStage>(content, non_negative(j.at("start")),
-                                                  non_negative(j.at("stop"))));
+    stages.push_back(std::make_unique<StripStage>(content, static_cast<size_t>(j.at("start").integer_in(0, INT64_MAX)),
+                                                  static_cast<size_t>(j.at("stop").integer_in(0, INT64_MAX))));
   } else if (type == "ByteLevel") {
     stages.push_back(std::make_unique<ByteLevelStage>());
   } else {
@@ -291,7 +289,7 @@ Decoder Decoder::from_json(const JsonView& j) {
   if (j.is_null())
     d.stages_.push_back(std::make_unique<JoinStage>());
   else
-    add_stages(j, d.stages_);
+    add_stages(j, 0, d.stages_);
   return d;
 }
 

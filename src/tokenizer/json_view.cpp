@@ -1,5 +1,9 @@
 #include "tokenizer/json_view.h"
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 namespace phinfer::tok {
 
 nlohmann::json parse_json_text(const std::string& text, const std::string& name) {
@@ -12,7 +16,29 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& name)
 
 namespace {
 std::string type_name(const nlohmann::json& j) { return j.type_name(); }
+
+// Nesting depth of a JSON value, walked with an explicit stack (the value may be nested far deeper
+// than the call stack allows).
+size_t json_depth(const nlohmann::json& root) {
+  size_t deepest = 0;
+  std::vector<std::pair<const nlohmann::json*, size_t>> pending{{&root, 1}};
+  while (!pending.empty()) {
+    auto [j, depth] = pending.back();
+    pending.pop_back();
+    deepest = std::max(deepest, depth);
+    if (j->is_array() || j->is_object())
+      for (const auto& child : *j) pending.emplace_back(&child, depth + 1);
+  }
+  return deepest;
+}
 }  // namespace
+
+void check_component_nesting(const JsonView& component, int nesting) {
+  if (nesting <= kMaxComponentNesting) return;
+  component.fail("components nested more than " + std::to_string(kMaxComponentNesting) +
+                 " Sequence levels deep (the limit); this one holds JSON nested " +
+                 std::to_string(json_depth(component.raw())) + " levels more");
+}
 
 void JsonView::fail(const std::string& what) const {
   throw Error(*file_ + ": " + (path_.empty() ? std::string("(top level)") : path_) + ": " + what);
@@ -76,6 +102,14 @@ bool JsonView::boolean() const {
 int64_t JsonView::integer() const {
   if (!j_->is_number_integer()) fail("expected an integer, found " + type_name(*j_));
   return j_->get<int64_t>();
+}
+
+int64_t JsonView::integer_in(int64_t min, int64_t max) const {
+  int64_t v = integer();
+  if (v < min || v > max)
+    fail("expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], found " +
+         std::to_string(v));
+  return v;
 }
 
 double JsonView::number() const {

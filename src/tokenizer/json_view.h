@@ -17,6 +17,16 @@ namespace phinfer::tok {
 // format::read_json_file, which words its errors the same way.)
 nlohmann::json parse_json_text(const std::string& text, const std::string& name);
 
+// Tokenizer components (normalizers, pre-tokenizers, post-processors, decoders) are read
+// recursively through "Sequence": the nesting is checked before each level is entered, so that a
+// hostile file cannot exhaust the stack. Real files nest one or two levels.
+constexpr int kMaxComponentNesting = 32;
+
+class JsonView;
+// Fails (naming the file, the path, the limit and the nesting found) when a component is enclosed
+// in more than kMaxComponentNesting Sequences (`nesting` counts them).
+void check_component_nesting(const JsonView& component, int nesting);
+
 class JsonView {
  public:
   JsonView(const nlohmann::json& j, std::shared_ptr<const std::string> file, std::string path)
@@ -44,6 +54,7 @@ class JsonView {
   std::string str() const;
   bool boolean() const;
   int64_t integer() const;
+  int64_t integer_in(int64_t min, int64_t max) const;  // an integer within [min, max]
   double number() const;
   const nlohmann::json& object() const;  // checks it is an object
 

@@ -63,14 +63,15 @@ class StripNormalizer final : public Normalizer {
 
 }  // namespace
 
-std::unique_ptr<Normalizer> make_normalizer(const JsonView& j) {
+std::unique_ptr<Normalizer> make_normalizer(const JsonView& j, int nesting) {
   if (j.is_null()) return nullptr;
+  check_component_nesting(j, nesting);
   const std::string type = j.at("type").str();
   if (type == "Sequence") {
     JsonView list = j.at("normalizers");
     std::vector<std::unique_ptr<Normalizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      if (auto n = make_normalizer(list[i])) steps.push_back(std::move(n));
+      if (auto n = make_normalizer(list[i], nesting + 1)) steps.push_back(std::move(n));
     }
     return std::make_unique<SequenceNormalizer>(std::move(steps));
   }

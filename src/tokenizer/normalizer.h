@@ -16,6 +16,7 @@ class Normalizer {
 };
 
 // From the "normalizer" field; nullptr for JSON null (no normalization).
-std::unique_ptr<Normalizer> make_normalizer(const JsonView& j);
+// `nesting`: how many Sequence levels enclose j (bounded by kMaxComponentNesting).
+std::unique_ptr<Normalizer> make_normalizer(const JsonView& j, int nesting = 0);
 
 }  // namespace phinfer::tok

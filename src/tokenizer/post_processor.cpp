@@ -1,5 +1,6 @@
 #include "tokenizer/post_processor.h"
 
+#include <cstdint>
 #include <string>
 
 namespace phinfer::tok {
@@ -61,7 +62,7 @@ std::unique_ptr<PostProcessor> make_template(const JsonView& j) {
         sp->at("id").fail("\"" + name + "\" is not listed in special_tokens");
       JsonView ids_json = specials->at(name).at("ids");
       std::vector<int32_t> ids;
-      for (size_t k = 0; k < ids_json.size(); ++k) ids.push_back(static_cast<int32_t>(ids_json[k].integer()));
+      for (size_t k = 0; k < ids_json.size(); ++k) ids.push_back(static_cast<int32_t>(ids_json[k].integer_in(0, INT32_MAX)));
       pieces.emplace_back(std::move(ids));
     } else {
       item.fail("expected {\"Sequence\": ...} or {\"SpecialToken\": ...}");
@@ -74,7 +75,7 @@ std::unique_ptr<PostProcessor> make_template(const JsonView& j) {
 std::unique_ptr<PostProcessor> make_cls_sep(const JsonView& j) {
   auto id_of = [](const JsonView& pair) {
     if (pair.size() != 2) pair.fail("expected [token, id]");
-    return std::vector<int32_t>{static_cast<int32_t>(pair[1].integer())};
+    return std::vector<int32_t>{static_cast<int32_t>(pair[1].integer_in(0, INT32_MAX))};
   };
   std::vector<std::optional<std::vector<int32_t>>> pieces;
   pieces.emplace_back(id_of(j.at("cls")));
@@ -85,8 +86,9 @@ std::unique_ptr<PostProcessor> make_cls_sep(const JsonView& j) {
 
 }  // namespace
 
-std::unique_ptr<PostProcessor> make_post_processor(const JsonView& j) {
+std::unique_ptr<PostProcessor> make_post_processor(const JsonView& j, int nesting) {
   if (j.is_null()) return nullptr;
+  check_component_nesting(j, nesting);
   const std::string type = j.at("type").str();
   if (type == "TemplateProcessing") return make_template(j);
   if (type == "BertProcessing" || type == "RobertaProcessing") return make_cls_sep(j);
@@ -95,7 +97,7 @@ std::unique_ptr<PostProcessor> make_post_processor(const JsonView& j) {
     JsonView list = j.at("processors");
     std::vector<std::unique_ptr<PostProcessor>> steps;
     for (size_t i = 0; i < list.size(); ++i)
-      if (auto p = make_post_processor(list[i])) steps.push_back(std::move(p));
+      if (auto p = make_post_processor(list[i], nesting + 1)) steps.push_back(std::move(p));
     return std::make_unique<SequenceProcessor>(std::move(steps));
   }
   j.at("type").fail("unsupported post_processor type \"" + type + "\"");

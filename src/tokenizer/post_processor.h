@@ -16,6 +16,7 @@ class PostProcessor {
 };
 
 // From the "post_processor" field; nullptr for JSON null (nothing is added).
-std::unique_ptr<PostProcessor> make_post_processor(const JsonView& j);
+// `nesting`: how many Sequence levels enclose j (bounded by kMaxComponentNesting).
+std::unique_ptr<PostProcessor> make_post_processor(const JsonView& j, int nesting = 0);
 
 }  // namespace phinfer::tok

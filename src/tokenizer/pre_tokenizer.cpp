@@ -139,14 +139,15 @@ class SequencePreTokenizer final : public PreTokenizer {
 
 }  // namespace
 
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonView& j) {
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonView& j, int nesting) {
   if (j.is_null()) return nullptr;
+  check_component_nesting(j, nesting);
   const std::string type = j.at("type").str();
   if (type == "Sequence") {
     JsonView list = j.at("pretokenizers");
     std::vector<std::unique_ptr<PreTokenizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      if (auto p = make_pre_tokenizer(list[i])) steps.push_back(std::move(p));
+      if (auto p = make_pre_tokenizer(list[i], nesting + 1)) steps.push_back(std::move(p));
     }
     return std::make_unique<SequencePreTokenizer>(std::move(steps));
   }

@@ -16,6 +16,7 @@ class PreTokenizer {
 };
 
 // From the "pre_tokenizer" field; nullptr for JSON null (the whole segment is one word).
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonView& j);
+// `nesting`: how many Sequence levels enclose j (bounded by kMaxComponentNesting).
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonView& j, int nesting = 0);
 
 }  // namespace phinfer::tok

@@ -69,7 +69,8 @@ void Tokenizer::Impl::load_tokenizer_json(const JsonView& root) {
 void Tokenizer::Impl::load_added_tokens(const JsonView& list) {
   list.expect_array();
   added.reserve(list.size());
-  for (size_t i = 0; i < list.size(); ++i) added.push_back(AddedToken::from_json(list[i]));
+  const int64_t id_bound = BpeModel::id_bound(model->vocab().size() + list.size());
+  for (size_t i = 0; i < list.size(); ++i) added.push_back(AddedToken::from_json(list[i], id_bound));
   std::vector<AddedTokenMatcher::Entry> raw, normalized;
   for (const AddedToken& t : added) {
     added_by_id[t.id] = &t;
@@ -108,6 +109,8 @@ std::string chat_template_text(const JsonView& config) {
 }
 
 std::string read_text_file(const std::filesystem::path& p) {
+  // A FIFO would block the read, a folder would fail with a stream error: only plain files.
+  if (!std::filesystem::is_regular_file(p)) throw Error(p.string() + ": not a regular file");
   std::ifstream in(p, std::ios::binary);
   if (!in) throw Error(p.string() + ": cannot open file");
   return std::string(std::istreambuf_iterator<char>(in), {});
