@@ -343,7 +343,10 @@ bool cached_file_is_sound(const std::filesystem::path& path) {
   } catch (const Error&) {
     return false;
   }
-  format::write_whole_file(verified_marker(path), stamp);
+  try {
+    format::write_whole_file(verified_marker(path), stamp);
+  } catch (const Error&) {  // a read-only cache: the file is sound, it is just checked again next time
+  }
   return true;
 }
 
