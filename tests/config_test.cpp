@@ -479,6 +479,45 @@ void check_config_outcome(const json& j, uint64_t iteration, int& accepted, int&
   }
 }
 
+// Numbers that pass a double range check but break float math: a LongRoPE factor of 1e-300 or
+// 1e300 becomes 0 or inf in float (every logit NaN); each is rejected naming the field, the
+// expected range and the value found.
+TEST(ConfigFields, FloatFieldsMustStayFiniteInFloat) {
+  const json lr = longrope_config("longrope");
+  for (const char* table : {"short_factor", "long_factor"})
+    for (double bad : {1e-300, 1e300, 1e-7, 2e6})
+      expect_config_error(edited([&](json& j) { j["rope_scaling"][table][5] = bad; }, lr),
+                          {std::string("field '") + table + "'", "[1e-06, 1e+06]", "found " + json(bad).dump() + " at index 5"});
+  expect_config_error(edited([](json& j) { j["rope_scaling"]["attention_factor"] = 1e-300; }, lr),
+                      {"field 'attention_factor'", "positive", "1e-300"});
+  expect_config_error(edited([](json& j) { j["rms_norm_eps"] = 1e-300; }), {"field 'rms_norm_eps'", "[1e-12, 1]"});
+  expect_config_error(edited([](json& j) { j["rms_norm_eps"] = 0.0; }), {"field 'rms_norm_eps'"});
+  expect_config_error(edited([](json& j) { j["rope_theta"] = 1e300; }), {"field 'rope_theta'", "[1, 1e+12]"});
+  // The bounds themselves are accepted, and give finite float frequencies.
+  ModelConfig edge = ModelConfig::from_json(edited([](json& j) {
+                                              j["rope_theta"] = 1e12;
+                                              j["rms_norm_eps"] = 1e-12;
+                                              j["rope_scaling"]["short_factor"][0] = 1e-6;
+                                              j["rope_scaling"]["long_factor"][47] = 1e6;
+                                            }, lr),
+                                            kSrc);
+  EXPECT_EQ(edge.rope_scaling->short_factor[0], 1e-6f);
+  EXPECT_TRUE(std::isfinite(edge.rope_scaling->long_factor[47]));
+}
+
+// Integers beyond a field's type are rejected, never wrapped into range.
+TEST(ConfigFields, IntegersAreNeverNarrowedIntoRange) {
+  const uint64_t wraps_to_32 = (uint64_t{1} << 32) + 32, wraps_to_minus_1 = ~uint64_t{0};
+  expect_config_error(edited([&](json& j) { j["num_hidden_layers"] = wraps_to_32; }), {"field 'num_hidden_layers'", "4294967328"});
+  expect_config_error(edited([&](json& j) { j["vocab_size"] = wraps_to_minus_1; }), {"field 'vocab_size'"});
+  expect_config_error(edited([&](json& j) { j["bos_token_id"] = wraps_to_32; }), {"field 'bos_token_id'"});
+  expect_config_error(edited([&](json& j) { j["eos_token_id"] = json::array({1, (uint64_t{1} << 32) + 1}); }),
+                      {"field 'eos_token_id'"});
+  expect_error([&] { GenerationDefaults::from_json({{"top_k", wraps_to_minus_1}}, kSrc); }, {"field 'top_k'"});
+  expect_error([&] { GenerationDefaults::from_json({{"temperature", 1e-300}}, kSrc); }, {"field 'temperature'", "0 or a number in"});
+  EXPECT_EQ(GenerationDefaults::from_json({{"temperature", 0.0}}, kSrc).temperature, 0.0);
+}
+
 TEST(ConfigFuzz, FromJsonSurvivesRandomEdits) {
   const auto path = test::shared_path("data/phi4-mini-instruct/config.json");
   const json real = test::read_json(path);

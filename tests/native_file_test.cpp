@@ -5,6 +5,7 @@
 #include <random>
 
 #include "format/native_file.h"
+#include "kernels/quant.h"
 #include "phinfer/error.h"
 #include "test_util.h"
 
@@ -20,18 +21,21 @@ std::vector<std::byte> random_bytes(size_t n, uint64_t seed) {
   return v;
 }
 
+// The packed size of the sample's q4 tensor "b" ([7, 9], groups of 4 columns, symmetric).
+size_t sample_b_size() { return kernels::quantized_size(kernels::WeightFormat::Q4, 7, 9, 4, true); }
+
 std::filesystem::path write_sample(const std::filesystem::path& dir) {
   auto path = dir / "m.phi";
   std::vector<NativeFileWriter::TensorDecl> decls = {
       {"a", {{"format", "f32"}, {"shape", {3, 5}}}, 60},
       {"empty", {{"format", "f32"}, {"shape", {0}}}, 0},
-      {"b", {{"format", "q4"}, {"shape", {7, 9}}}, 1001},
+      {"b", {{"format", "q4"}, {"shape", {7, 9}}, {"group_size", 4}, {"symmetric", true}}, sample_b_size()},
   };
   NativeFileWriter w(path, {{"config", {{"hidden_size", 5}}}}, decls);
-  auto a = random_bytes(60, 1), b = random_bytes(1001, 2);
+  auto a = random_bytes(60, 1), b = random_bytes(sample_b_size(), 2);
   w.write(a);
-  w.write(std::span(b).first(500));  // tensors may arrive in pieces
-  w.write(std::span(b).subspan(500));
+  w.write(std::span(b).first(100));  // tensors may arrive in pieces
+  w.write(std::span(b).subspan(100));
   w.finish();
   return path;
 }
@@ -44,7 +48,7 @@ TEST(NativeFile, RoundTripAlignedAndVerified) {
   auto f = NativeFile::open(path);
   EXPECT_EQ(f.metadata()["config"]["hidden_size"], 5);
   ASSERT_EQ(f.tensors().size(), 3u);
-  auto a = random_bytes(60, 1), b = random_bytes(1001, 2);
+  auto a = random_bytes(60, 1), b = random_bytes(sample_b_size(), 2);
   const auto& ta = f.require("a");
   const auto& tb = f.require("b");
   EXPECT_TRUE(std::equal(ta.data.begin(), ta.data.end(), a.begin(), a.end()));

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("phinfer 0.1.0"));
   using namespace phinfer::cli;
   std::vector<Command> commands = {add_generate(app), add_chat(app), add_tokenize(app), add_detokenize(app), add_logits(app),
-                                   add_make_synthetic(app), add_convert(app),
+                                   add_make_synthetic(app), add_convert(app), add_verify(app),
                                    add_perplexity(app), add_compare(app), add_bench(app)};
   try {
     app.parse(argc, argv);

@@ -63,18 +63,34 @@ struct LogitsArgs {
   std::string prompt_ids, positions = "last";
 };
 
-int run_logits(LogitsArgs& a) {
-  Pipeline pipe = load_pipeline(a.model);
-  std::vector<int32_t> ids = parse_id_list(a.prompt_ids, "--prompt-ids");
-  const int64_t n = static_cast<int64_t>(ids.size());
+// The positions to print: each inside the prompt and given once, so the output (one vocabulary-sized
+// row per position) is bounded by the prompt, whatever the command line repeats.
+std::vector<int64_t> parse_positions(const std::string& text, int64_t n) {
   std::vector<int64_t> positions;
-  if (a.positions == "last") {
+  if (text == "last") {
     positions.push_back(n - 1);
-  } else if (a.positions == "all") {
+  } else if (text == "all") {
     for (int64_t i = 0; i < n; ++i) positions.push_back(i);
   } else {
-    for (int32_t p : parse_id_list(a.positions, "--positions")) positions.push_back(p);
+    std::vector<bool> seen(static_cast<size_t>(n), false);
+    for (int32_t p : parse_id_list(text, "--positions")) {
+      if (p >= n)
+        throw Error("--positions: position " + std::to_string(p) + " is outside the " + std::to_string(n) +
+                    " ids of --prompt-ids (expected 0.." + std::to_string(n - 1) + ")");
+      if (seen[static_cast<size_t>(p)]) throw Error("--positions: position " + std::to_string(p) + " is given twice");
+      seen[static_cast<size_t>(p)] = true;
+      positions.push_back(p);
+    }
   }
+  return positions;
+}
+
+int run_logits(LogitsArgs& a) {
+  // The arguments are checked before the model is loaded.
+  std::vector<int32_t> ids = parse_id_list(a.prompt_ids, "--prompt-ids");
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const std::vector<int64_t> positions = parse_positions(a.positions, n);
+  Pipeline pipe = load_pipeline(a.model);
   std::vector<float> logits = pipe.logits(ids, positions);
   const int64_t vocab = pipe.config().vocab_size;
   nlohmann::json out = nlohmann::json::object();

@@ -1,15 +1,20 @@
 #include "phinfer/convert.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "format/file_io.h"
 #include "format/json_file.h"
 #include "format/native_file.h"
 #include "format/safetensors.h"
@@ -44,14 +49,6 @@ std::string file_format_name(WeightFormat f) {
     case WeightFormat::Q4: return "q4";
   }
   return "?";
-}
-
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // A planned tensor: where its values come from and how it will be stored.
@@ -147,6 +144,8 @@ std::string ConvertOptions::key() const {
 
 ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& o) {
   o.validate();
+  // A bad output path fails now, not after the conversion.
+  format::check_output_path(out);
   // Loading the model validates config and every tensor before any work is done.
   const ModelConfig cfg = model::Phi3Model::load(hf_dir)->config();
   const auto checkpoint = format::SafetensorsCheckpoint::open(hf_dir);
@@ -232,7 +231,7 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
                                   : json(nullptr);
   json tokenizer = json::object();
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (std::filesystem::exists(hf_dir / f)) tokenizer[f] = read_text(hf_dir / f);
+    if (std::filesystem::exists(hf_dir / f)) tokenizer[f] = format::read_whole_file(hf_dir / f);
   meta["tokenizer"] = tokenizer;
   meta["quantization"] = {{"weight_format", o.weight_format},
                           {"group_size", o.group_size ? *o.group_size : (o.weight_format == "int4" ? 128 : -1)},
@@ -251,7 +250,6 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
     }
     decls.push_back({p.spec.name, info, p.bytes()});
   }
-  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
   format::NativeFileWriter writer(out, meta, decls);
   ConvertSummary summary;
   uint64_t weight_bits = 0, matrix_weights = 0;
@@ -316,6 +314,66 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   return summary;
 }
 
+namespace {
+
+// Partial files of a killed conversion are removed once they are this old and their process is gone.
+constexpr std::chrono::seconds kStalePartialAge{60};
+
+// The file's identity for the verified marker: any rewrite or replacement changes it.
+std::string file_stamp(const std::filesystem::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return "";
+  return "size " + std::to_string(st.st_size) + " mtime " + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec) + " inode " + std::to_string(st.st_ino) + "\n";
+}
+
+std::filesystem::path verified_marker(const std::filesystem::path& p) { return p.string() + ".verified"; }
+
+// A cached model file is trusted only after one full check of its tensor CRCs; the marker beside
+// it records the file as it was then, so the check runs once, and again after any change.
+bool cached_file_is_sound(const std::filesystem::path& path) {
+  if (!format::is_native_file(path)) return false;
+  const std::string stamp = file_stamp(path);
+  try {
+    if (format::read_whole_file(verified_marker(path), 4096) == stamp) return true;
+  } catch (const Error&) {  // no marker yet (or an unreadable one): check the file
+  }
+  try {
+    format::NativeFile::open(path).verify();
+  } catch (const Error&) {
+    return false;
+  }
+  try {
+    format::write_whole_file(verified_marker(path), stamp);
+  } catch (const Error&) {  // a read-only cache: the file is sound, it is just checked again next time
+  }
+  return true;
+}
+
+// The cache key's hash of one source file: name, size, modification time, first and last MiB.
+uint64_t hash_source_file(const std::filesystem::path& f, uint64_t h) {
+  struct stat st {};
+  const format::FileDescriptor fd = format::open_regular_file(f, &st);
+  const std::string name = f.filename().string();
+  const auto size = static_cast<uint64_t>(st.st_size);
+  const auto mtime = std::filesystem::last_write_time(f).time_since_epoch().count();
+  h = fnv1a(name.data(), name.size(), h);
+  h = fnv1a(&size, sizeof size, h);
+  h = fnv1a(&mtime, sizeof mtime, h);
+  // The first and last MiB catch a replaced file whose size and time happen to match.
+  std::vector<char> buf(1 << 20);
+  auto hash_at = [&](uint64_t offset) {
+    const ssize_t n = ::pread(fd.get(), buf.data(), buf.size(), static_cast<off_t>(offset));
+    if (n < 0) throw Error(f.string() + ": read failed: " + std::strerror(errno));
+    h = fnv1a(buf.data(), static_cast<size_t>(n), h);
+  };
+  hash_at(0);
+  if (size > buf.size()) hash_at(size - buf.size());
+  return h;
+}
+
+}  // namespace
+
 std::filesystem::path cached_conversion(const std::filesystem::path& hf_dir, const ConvertOptions& options,
                                         const std::filesystem::path& cache_dir, bool* converted) {
   options.validate();
@@ -325,34 +383,21 @@ std::filesystem::path cached_conversion(const std::filesystem::path& hf_dir, con
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(hf_dir)) {
     const auto ext = e.path().extension().string();
-    if (e.is_regular_file() && (ext == ".json" || ext == ".safetensors")) files.push_back(e.path());
+    if (ext == ".json" || ext == ".safetensors") files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
-    const std::string name = f.filename().string();
-    const uint64_t size = std::filesystem::file_size(f);
-    const auto mtime = std::filesystem::last_write_time(f).time_since_epoch().count();
-    h = fnv1a(name.data(), name.size(), h);
-    h = fnv1a(&size, sizeof size, h);
-    h = fnv1a(&mtime, sizeof mtime, h);
-    // The first and last MiB catch a replaced file whose size and time happen to match.
-    std::ifstream in(f, std::ios::binary);
-    std::vector<char> buf(1 << 20);
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
-    if (size > buf.size()) {
-      in.clear();
-      in.seekg(static_cast<std::streamoff>(size - buf.size()));
-      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-      h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
-    }
-  }
+  for (const auto& f : files) h = hash_source_file(f, h);  // a FIFO or device among them is an error
   char name[64];
   std::snprintf(name, sizeof name, "%016llx.phi", static_cast<unsigned long long>(h));
   const auto path = cache_dir / name;
   if (converted) *converted = false;
-  if (format::is_native_file(path)) return path;
+  // The cache folder is the library's own: it may be created (an output path given by a user never is).
   std::filesystem::create_directories(cache_dir);
+  format::remove_stale_partials(cache_dir, kStalePartialAge);
+  if (cached_file_is_sound(path)) return path;
+  // Missing or corrupt: (re)build it. The old marker must not vouch for the new file.
+  std::error_code ec;
+  std::filesystem::remove(verified_marker(path), ec);
   convert(hf_dir, path, options);
   if (converted) *converted = true;
   return path;

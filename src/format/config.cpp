@@ -1,6 +1,7 @@
 #include "phinfer/config.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -25,13 +26,10 @@ struct FieldReader {
   bool has(const std::string& key) const { return j.contains(key) && !j.at(key).is_null(); }
 
   int64_t integer(const std::string& key, int64_t lo, int64_t hi) const {
-    if (!has(key)) fail(key, "an integer");
-    const json& v = j.at(key);
-    if (!v.is_number_integer()) fail(key, "an integer");
-    int64_t x = v.get<int64_t>();
-    if (x < lo || x > hi)
-      fail(key, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return x;
+    if (!has(key) || !j.at(key).is_number_integer()) fail(key, "an integer");
+    auto x = format::json_integer(j.at(key), lo, hi);
+    if (!x) fail(key, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return *x;
   }
   int64_t integer_or(const std::string& key, int64_t def, int64_t lo, int64_t hi) const {
     return has(key) ? integer(key, lo, hi) : def;
@@ -39,7 +37,7 @@ struct FieldReader {
   double number(const std::string& key, double lo, double hi) const {
     if (!has(key) || !j.at(key).is_number()) fail(key, "a number");
     double x = j.at(key).get<double>();
-    if (!(x >= lo && x <= hi)) fail(key, "a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    if (!(x >= lo && x <= hi)) fail(key, "a number in [" + range_text(lo, hi) + "]");
     return x;
   }
   double number_or(const std::string& key, double def, double lo, double hi) const {
@@ -68,27 +66,46 @@ struct FieldReader {
       out.push_back(static_cast<int32_t>(integer(key, 0, INT32_MAX)));
     } else if (v.is_array()) {
       for (const json& e : v) {
-        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() > INT32_MAX)
-          fail(key, "an integer token id or a list of them");
-        out.push_back(e.get<int32_t>());
+        auto id = format::json_integer(e, 0, INT32_MAX);
+        if (!id) fail(key, "an integer token id or a list of them");
+        out.push_back(static_cast<int32_t>(*id));
       }
     } else {
       fail(key, "an integer token id or a list of them");
     }
     return out;
   }
-  std::vector<float> float_list(const std::string& key) const {
+  // Every entry in [lo, hi]: the bounds keep the values finite and nonzero once narrowed to float.
+  std::vector<float> float_list(const std::string& key, double lo, double hi) const {
     if (!has(key) || !j.at(key).is_array()) fail(key, "a list of numbers");
     std::vector<float> out;
-    for (const json& e : j.at(key)) {
-      if (!e.is_number()) fail(key, "a list of numbers");
-      double x = e.get<double>();
-      if (!std::isfinite(x) || x <= 0) fail(key, "a list of positive numbers");
+    const json& list = j.at(key);
+    for (size_t i = 0; i < list.size(); ++i) {
+      const json& e = list[i];
+      const double x = e.is_number() ? e.get<double>() : std::nan("");
+      if (!(x >= lo && x <= hi))
+        throw Error(source + ": field '" + key + "': expected a list of numbers, each positive and in [" + range_text(lo, hi) +
+                    "], found " + format::json_brief(e) + " at index " + std::to_string(i));
       out.push_back(static_cast<float>(x));
     }
     return out;
   }
+
+  static std::string range_text(double lo, double hi) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g, %g", lo, hi);
+    return buf;
+  }
 };
+
+// Bounds on the floating-point fields that keep every derived float finite and nonzero: an RMS
+// epsilon of 1e-300 makes 1/sqrt(eps) overflow a float, a LongRoPE factor of 1e-300 or 1e300
+// becomes 0 or inf in float and every logit NaN.
+constexpr double kMinRmsNormEps = 1e-12;
+constexpr double kMinRopeFactor = 1e-6, kMaxRopeFactor = 1e6;
+constexpr double kMinAttentionFactor = 1e-6, kMaxAttentionFactor = 100.0;
+constexpr double kMaxRopeTheta = 1e12;
+constexpr double kMinTemperature = 1e-6, kMaxTemperature = 1e6;
 
 constexpr int64_t kMaxDim = int64_t{1} << 20;    // far above any Phi model, far below overflow
 constexpr int64_t kMaxVocab = int64_t{1} << 24;
@@ -101,6 +118,33 @@ double default_attention_factor(int64_t max_positions, int64_t original_max_posi
   const double factor = static_cast<double>(max_positions) / static_cast<double>(original_max_positions);
   if (factor <= 1.0) return 1.0;
   return std::sqrt(1.0 + std::log(factor) / std::log(static_cast<double>(original_max_positions)));
+}
+
+// The rotary inverse frequencies theta^(-2i/d) / factor_i as the model uses them (in float): each
+// must be finite and nonzero. The field bounds guarantee it; this states the invariant the forward
+// pass relies on, so a change of bounds cannot silently break it.
+void check_rotary_frequencies(const ModelConfig& c, const std::string& source) {
+  const int64_t half = c.rotary_dim() / 2;
+  auto check = [&](const std::vector<float>* factors, const char* table) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double base = std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.rotary_dim()));
+      const double factor = factors ? static_cast<double>((*factors)[static_cast<size_t>(i)]) : 1.0;
+      const float inv_freq = static_cast<float>(base / factor);
+      if (!std::isfinite(inv_freq) || !(inv_freq > 0.0f))
+        throw Error(source + ": rope_theta " + std::to_string(c.rope_theta) + (factors ? std::string(" with ") + table : "") +
+                    " gives rotary frequency " + std::to_string(i) + " = " + std::to_string(base / factor) +
+                    ", which is not a finite nonzero float");
+    }
+  };
+  check(nullptr, "");
+  if (c.rope_scaling) {
+    check(&c.rope_scaling->short_factor, "short_factor");
+    check(&c.rope_scaling->long_factor, "long_factor");
+    const float af = static_cast<float>(c.rope_scaling->attention_factor);
+    if (!std::isfinite(af) || !(af > 0.0f))
+      throw Error(source + ": rope_scaling attention factor " + std::to_string(c.rope_scaling->attention_factor) +
+                  " is not a finite positive float");
+  }
 }
 
 }  // namespace
@@ -137,8 +181,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
                   ") is not divisible by num_attention_heads (" + std::to_string(c.num_attention_heads) + ")");
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
-  c.rms_norm_eps = r.number_or("rms_norm_eps", 1e-5, 0.0, 1.0);
-  c.rope_theta = r.number_or("rope_theta", 10000.0, 1.0, 1e12);
+  c.rms_norm_eps = r.number_or("rms_norm_eps", 1e-5, kMinRmsNormEps, 1.0);
+  c.rope_theta = r.number_or("rope_theta", 10000.0, 1.0, kMaxRopeTheta);
   c.partial_rotary_factor = r.number_or("partial_rotary_factor", 1.0, 0.0, 1.0);
   if (c.rotary_dim() < 2) throw Error(source + ": partial_rotary_factor leaves fewer than 2 rotary dimensions");
   c.max_position_embeddings = r.integer_or("max_position_embeddings", 4096, 1, kMaxPositions);
@@ -160,8 +204,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
     if (type != "longrope" && type != "su")
       throw Error(source + ": rope_scaling type '" + type + "' is not supported (expected 'longrope' or 'su')");
     LongRopeScaling ls;
-    ls.short_factor = s.float_list("short_factor");
-    ls.long_factor = s.float_list("long_factor");
+    ls.short_factor = s.float_list("short_factor", kMinRopeFactor, kMaxRopeFactor);
+    ls.long_factor = s.float_list("long_factor", kMinRopeFactor, kMaxRopeFactor);
     const size_t want = static_cast<size_t>(c.rotary_dim() / 2);
     if (ls.short_factor.size() != want || ls.long_factor.size() != want)
       throw Error(where + ": short_factor and long_factor need rotary_dim/2 = " + std::to_string(want) +
@@ -169,17 +213,19 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
                   std::to_string(ls.long_factor.size()));
     if (s.has("original_max_position_embeddings"))
       c.original_max_position_embeddings = s.integer("original_max_position_embeddings", 1, kMaxPositions);
-    if (s.has("factor")) (void)s.number("factor", 0.0, 1e6);  // checked, but not used (see above)
+    if (s.has("factor")) (void)s.number("factor", 0.0, kMaxRopeFactor);  // checked, but not used (see above)
     ls.attention_factor = s.has("attention_factor")
-                              ? s.number("attention_factor", 0.0, 100.0)
+                              ? s.number("attention_factor", 0.0, kMaxAttentionFactor)
                               : default_attention_factor(c.max_position_embeddings, c.original_max_position_embeddings);
-    if (s.has("attention_factor") && !(ls.attention_factor > 0.0)) s.fail("attention_factor", "a positive number");
+    if (s.has("attention_factor") && !(ls.attention_factor >= kMinAttentionFactor))
+      s.fail("attention_factor", "a positive number in [" + FieldReader::range_text(kMinAttentionFactor, kMaxAttentionFactor) + "]");
     if (!std::isfinite(ls.attention_factor) || !(ls.attention_factor > 0.0))  // ln(original) = 0 when original is 1
       throw Error(where + ": no valid attention factor follows from max_position_embeddings " +
                   std::to_string(c.max_position_embeddings) + " and original_max_position_embeddings " +
                   std::to_string(c.original_max_position_embeddings));
     c.rope_scaling = std::move(ls);
   }
+  check_rotary_frequencies(c, source);
   return c;
 }
 
@@ -237,7 +283,12 @@ GenerationDefaults GenerationDefaults::from_json(const json& j, const std::strin
   g.bos_token_id = r.token_id("bos_token_id");
   g.pad_token_id = r.token_id("pad_token_id");
   if (r.has("do_sample")) g.do_sample = r.boolean_or("do_sample", false);
-  if (r.has("temperature")) g.temperature = r.number("temperature", 0.0, 1e6);
+  if (r.has("temperature")) {
+    // Logits are divided by it in float: below kMinTemperature they would overflow to inf.
+    g.temperature = r.number("temperature", 0.0, kMaxTemperature);
+    if (*g.temperature != 0.0 && *g.temperature < kMinTemperature)
+      r.fail("temperature", "0 or a number in [" + FieldReader::range_text(kMinTemperature, kMaxTemperature) + "]");
+  }
   if (r.has("top_k")) g.top_k = r.integer("top_k", 0, kMaxVocab);
   if (r.has("top_p")) g.top_p = r.number("top_p", 0.0, 1.0);
   if (r.has("max_new_tokens")) g.max_new_tokens = r.integer("max_new_tokens", 0, kMaxPositions);

@@ -1,22 +1,30 @@
 #include "format/json_file.h"
 
-#include <fstream>
-#include <sstream>
-
+#include "format/file_io.h"
 #include "phinfer/error.h"
 
 namespace phinfer::format {
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_whole_file(path);
   try {
-    return nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e999
     throw Error(path.string() + ": malformed JSON: " + e.what());
   }
+}
+
+std::optional<int64_t> json_integer(const nlohmann::json& v, int64_t lo, int64_t hi) {
+  // Unsigned first: get<int64_t>() of 2^64 - 1 would wrap to -1.
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (hi < 0 || u > static_cast<uint64_t>(hi) || (lo > 0 && u < static_cast<uint64_t>(lo))) return std::nullopt;
+    return static_cast<int64_t>(u);
+  }
+  if (!v.is_number_integer()) return std::nullopt;
+  const int64_t x = v.get<int64_t>();
+  if (x < lo || x > hi) return std::nullopt;
+  return x;
 }
 
 namespace {

@@ -1,6 +1,5 @@
 #include "format/mapped_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,32 +7,23 @@
 #include <cerrno>
 #include <cstring>
 
+#include "format/file_io.h"
 #include "phinfer/error.h"
 
 namespace phinfer::format {
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path.string() + ": cannot open: " + std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(path.string() + ": not a regular file");
-  }
+  const FileDescriptor fd = open_regular_file(path, &st);
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      throw Error(path.string() + ": cannot memory-map: " + std::strerror(err));
-    }
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) throw Error(path.string() + ": cannot memory-map: " + std::strerror(errno));
     data_ = static_cast<const std::byte*>(p);
     // Weights are streamed once per token: 2 MB pages (where the kernel backs the page cache with
     // large folios) save most TLB misses of that stream.
     ::madvise(p, size_, MADV_HUGEPAGE);
   }
-  ::close(fd);
 }
 
 void MappedFile::release(std::span<const std::byte> range) const {

@@ -1,12 +1,17 @@
 #include "format/native_file.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <vector>
 
-#include <unistd.h>
-
+#include "format/file_io.h"
+#include "format/json_file.h"
+#include "kernels/matrix.h"
+#include "kernels/quant.h"
 #include "phinfer/error.h"
 
 namespace phinfer::format {
@@ -48,6 +53,62 @@ std::string crc_hex(uint32_t crc) {
   return buf;
 }
 
+// Rows and columns of one tensor: far above any model (a 200k vocabulary), far below the sizes at
+// which the byte count of a quantized layout could overflow.
+constexpr int64_t kMaxNativeDim = int64_t{1} << 24;
+
+std::optional<kernels::WeightFormat> weight_format_of(const std::string& name) {
+  using kernels::WeightFormat;
+  if (name == "f32") return WeightFormat::F32;
+  if (name == "f16") return WeightFormat::F16;
+  if (name == "bf16") return WeightFormat::BF16;
+  if (name == "q8") return WeightFormat::Q8;
+  if (name == "q4") return WeightFormat::Q4;
+  return std::nullopt;
+}
+
+// Checks every field of one tensor entry, so the loader can use them without further checks:
+// a known format, a shape of one or two sizes in [0, kMaxNativeDim], for q8/q4 a group size of
+// -1 or 1..kMaxGroupSize and a symmetric flag, a byte size that is exactly what the format needs,
+// and a CRC32 of 8 hex digits.
+void check_tensor_entry(const json& t, uint64_t size, const std::string& where) {
+  if (!t.contains("format") || !t["format"].is_string())
+    throw Error(where + ": expected a string 'format', found " + json_brief(t.value("format", json())));
+  const auto fmt = weight_format_of(t["format"].get<std::string>());
+  if (!fmt) throw Error(where + ": unknown weight format " + json_brief(t["format"]) + " (expected f32, f16, bf16, q8 or q4)");
+  const json shape = t.value("shape", json());
+  if (!shape.is_array() || shape.empty() || shape.size() > 2)
+    throw Error(where + ": expected a shape of one or two sizes, found " + json_brief(shape));
+  kernels::WeightMatrix m;
+  m.format = *fmt;
+  std::array<int64_t, 2> dims = {0, 1};
+  for (size_t i = 0; i < shape.size(); ++i) {
+    auto d = json_integer(shape[i], 0, kMaxNativeDim);
+    if (!d) throw Error(where + ": shape sizes must be integers in [0, " + std::to_string(kMaxNativeDim) + "], found " + json_brief(shape));
+    dims[i] = *d;
+  }
+  m.rows = dims[0];
+  m.cols = dims[1];
+  if (kernels::is_quantized(m.format)) {
+    const json group = t.value("group_size", json());
+    auto g = json_integer(group, -1, kernels::kMaxGroupSize);
+    if (!g || *g == 0)
+      throw Error(where + ": expected group_size -1 or 1.." + std::to_string(kernels::kMaxGroupSize) + ", found " + json_brief(group));
+    if (!t.contains("symmetric") || !t["symmetric"].is_boolean())
+      throw Error(where + ": expected symmetric true or false, found " + json_brief(t.value("symmetric", json())));
+    if (m.cols < 1) throw Error(where + ": a quantized tensor needs at least one column, found shape " + json_brief(shape));
+    m.group_size = static_cast<int>(*g);
+    m.symmetric = t["symmetric"].get<bool>();
+  }
+  if (m.bytes() != size)
+    throw Error(where + ": size " + std::to_string(size) + " does not match format " + t["format"].get<std::string>() +
+                " with shape " + json_brief(shape) + ", which needs " + std::to_string(m.bytes()) + " bytes");
+  const json crc = t.value("crc32", json());
+  const bool hex8 = crc.is_string() && crc.get<std::string>().size() == 8 &&
+                    crc.get<std::string>().find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex8) throw Error(where + ": expected crc32 as 8 lowercase hex digits, found " + json_brief(crc));
+}
+
 }  // namespace
 
 uint32_t crc32(std::span<const std::byte> data, uint32_t crc) {
@@ -58,11 +119,15 @@ uint32_t crc32(std::span<const std::byte> data, uint32_t crc) {
 }
 
 bool is_native_file(const std::filesystem::path& path) {
-  if (!std::filesystem::is_regular_file(path)) return false;
-  std::ifstream in(path, std::ios::binary);
-  char magic[8] = {};
-  in.read(magic, 8);
-  return in.gcount() == 8 && std::memcmp(magic, kNativeMagic, 8) == 0;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;  // folders, FIFOs: not ours
+  try {
+    const FileDescriptor fd = open_regular_file(path);
+    char magic[8] = {};
+    return ::pread(fd.get(), magic, 8, 0) == 8 && std::memcmp(magic, kNativeMagic, 8) == 0;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 NativeFile NativeFile::open(const std::filesystem::path& path) {
@@ -92,11 +157,16 @@ NativeFile NativeFile::open(const std::filesystem::path& path) {
   try {
     meta = json::parse(reinterpret_cast<const char*>(json_bytes.data()),
                        reinterpret_cast<const char*>(json_bytes.data()) + json_bytes.size());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw Error(src + ": corrupt phinfer model file (metadata is not JSON: " + e.what() + ")");
   }
   if (!meta.is_object() || !meta.contains("tensors") || !meta["tensors"].is_object())
     throw Error(src + ": corrupt phinfer model file (no tensor table)");
+  struct Range {
+    uint64_t begin, end;
+    const std::string* name;
+  };
+  std::vector<Range> ranges;
   for (auto it = meta["tensors"].begin(); it != meta["tensors"].end(); ++it) {
     const json& t = *it;
     const std::string where = src + ": tensor '" + it.key() + "'";
@@ -106,8 +176,18 @@ NativeFile NativeFile::open(const std::filesystem::path& path) {
     const uint64_t off = t["offset"].get<uint64_t>(), size = t["size"].get<uint64_t>();
     if (off % kNativeAlignment != 0 || off < data_offset || off > bytes.size() || size > bytes.size() - off)
       throw Error(where + ": bytes [" + std::to_string(off) + ", +" + std::to_string(size) + ") are outside the data section or misaligned");
-    f.tensors_.emplace(it.key(), NativeTensor{it.key(), t, bytes.subspan(off, size)});
+    check_tensor_entry(t, size, where);
+    auto placed = f.tensors_.emplace(it.key(), NativeTensor{it.key(), t, bytes.subspan(off, size)}).first;
+    if (size > 0) ranges.push_back({off, off + size, &placed->first});  // empty tensors overlap nothing
   }
+  // Two tensors sharing bytes are a crafted or corrupt file. Sorted by begin, each range must start
+  // at or after the end of the one before (every accepted range ends before the next begins).
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].begin < ranges[i - 1].end)
+      throw Error(src + ": tensors '" + *ranges[i - 1].name + "' (bytes [" + std::to_string(ranges[i - 1].begin) + ", " +
+                  std::to_string(ranges[i - 1].end) + ")) and '" + *ranges[i].name + "' (bytes [" +
+                  std::to_string(ranges[i].begin) + ", " + std::to_string(ranges[i].end) + ")) overlap");
   meta.erase("tensors");
   f.meta_ = std::move(meta);
   return f;
@@ -120,17 +200,28 @@ const NativeTensor& NativeFile::require(const std::string& name) const {
 }
 
 void NativeFile::verify() const {
-  for (const auto& [name, t] : tensors_) {
-    const std::string want = t.info.value("crc32", "");
-    if (crc_hex(crc32(t.data)) != want)
-      throw Error(path().string() + ": tensor '" + name + "' is corrupt (CRC32 " + crc_hex(crc32(t.data)) + ", expected " +
-                  want + ")");
+  // In file order, so the tensor named is the first bad one in the file; pages are dropped as they
+  // are checked, so verifying a large file does not grow the resident set.
+  std::vector<const NativeTensor*> order;
+  for (const auto& [name, t] : tensors_) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const NativeTensor* a, const NativeTensor* b) { return a->data.data() < b->data.data(); });
+  for (const NativeTensor* t : order) {
+    const uint32_t crc = crc32(t->data);
+    file_->release(t->data);
+    const std::string want = t->info["crc32"].get<std::string>();  // checked by open()
+    if (crc_hex(crc) != want)
+      throw Error(path().string() + ": tensor '" + t->name + "' is corrupt (CRC32 " + crc_hex(crc) + ", expected " + want + ")");
   }
 }
 
+uint64_t NativeFile::tensor_bytes() const {
+  uint64_t n = 0;
+  for (const auto& [name, t] : tensors_) n += t.data.size();
+  return n;
+}
+
 NativeFileWriter::NativeFileWriter(const std::filesystem::path& path, json metadata, std::vector<TensorDecl> tensors)
-    // A per-process name: two processes filling the same cache entry never write into one file.
-    : path_(path), tmp_path_(path.string() + ".partial." + std::to_string(::getpid())), meta_(std::move(metadata)), tensors_(std::move(tensors)) {
+    : path_(path), meta_(std::move(metadata)), tensors_(std::move(tensors)) {
   // Offsets are fixed now; CRCs are placeholders of their final width, so the JSON size never changes.
   json table = json::object();
   for (auto& t : tensors_) {
@@ -157,19 +248,14 @@ NativeFileWriter::NativeFileWriter(const std::filesystem::path& path, json metad
     if (!changed) break;
   }
   json_reserved_ = json_size;
-  file_ = std::fopen(tmp_path_.c_str(), "wb");
-  if (!file_) throw Error(tmp_path_.string() + ": cannot create file");
+  // A per-process partial file beside the target (see file_io.h), renamed by finish().
+  out_ = std::make_unique<OutputFile>(path_);
   rewrite_header();
-  std::fseek(file_, static_cast<long>(data_offset_), SEEK_SET);
+  if (std::fseek(out_->stream(), static_cast<long>(data_offset_), SEEK_SET) != 0)
+    throw Error(out_->partial().string() + ": seek failed");
 }
 
-NativeFileWriter::~NativeFileWriter() {
-  if (file_) {
-    std::fclose(file_);
-    std::error_code ec;
-    std::filesystem::remove(tmp_path_, ec);
-  }
-}
+NativeFileWriter::~NativeFileWriter() = default;
 
 void NativeFileWriter::rewrite_header() {
   json table = json::object();
@@ -185,21 +271,25 @@ void NativeFileWriter::rewrite_header() {
   store_le<uint64_t>(head.data() + 32, data_offset_);
   store_le<uint64_t>(head.data() + 40, data_size_);
   store_le<uint32_t>(head.data() + 48, crc32(std::as_bytes(std::span(text.data(), text.size()))));
-  std::fseek(file_, 0, SEEK_SET);
-  if (std::fwrite(head.data(), 1, head.size(), file_) != head.size() || std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-    throw Error(tmp_path_.string() + ": write failed (disk full?)");
+  std::FILE* file = out_->stream();
+  if (std::fseek(file, 0, SEEK_SET) != 0 || std::fwrite(head.data(), 1, head.size(), file) != head.size() ||
+      std::fwrite(text.data(), 1, text.size(), file) != text.size())
+    throw Error(out_->partial().string() + ": write failed (disk full?)");
 }
 
 void NativeFileWriter::write(std::span<const std::byte> bytes) {
+  if (!out_) throw Error(path_.string() + ": write after finish()");
+  std::FILE* file = out_->stream();
+  const std::string partial = out_->partial().string();
   while (!bytes.empty()) {
-    if (current_ >= tensors_.size()) throw Error(tmp_path_.string() + ": more tensor data than declared");
+    if (current_ >= tensors_.size()) throw Error(partial + ": more tensor data than declared");
     TensorDecl& t = tensors_[current_];
     if (t.size == 0) {  // nothing to write; its CRC placeholder is already crc32("") = 0
       ++current_;
       continue;
     }
     const uint64_t take = std::min<uint64_t>(bytes.size(), t.size - written_in_current_);
-    if (take && std::fwrite(bytes.data(), 1, take, file_) != take) throw Error(tmp_path_.string() + ": write failed (disk full?)");
+    if (take && std::fwrite(bytes.data(), 1, take, file) != take) throw Error(partial + ": write failed (disk full?)");
     crc_ = crc32(bytes.first(take), crc_);
     written_in_current_ += take;
     bytes = bytes.subspan(take);
@@ -212,24 +302,21 @@ void NativeFileWriter::write(std::span<const std::byte> bytes) {
       const uint64_t end = t.info["offset"].get<uint64_t>() + t.size;
       const uint64_t next = align_up(end);
       static const std::array<char, kNativeAlignment> zeros{};
-      if (next > end && std::fwrite(zeros.data(), 1, next - end, file_) != next - end)
-        throw Error(tmp_path_.string() + ": write failed (disk full?)");
+      if (next > end && std::fwrite(zeros.data(), 1, next - end, file) != next - end)
+        throw Error(partial + ": write failed (disk full?)");
     }
   }
 }
 
 void NativeFileWriter::finish() {
+  if (!out_) throw Error(path_.string() + ": finish() called twice");
   // Zero-size tensors complete without any write call.
   while (current_ < tensors_.size() && tensors_[current_].size == 0) ++current_;
   if (current_ != tensors_.size())
-    throw Error(tmp_path_.string() + ": tensor '" + tensors_[current_].name + "' was not fully written");
+    throw Error(out_->partial().string() + ": tensor '" + tensors_[current_].name + "' was not fully written");
   rewrite_header();
-  if (std::fclose(file_) != 0) {
-    file_ = nullptr;
-    throw Error(tmp_path_.string() + ": close failed");
-  }
-  file_ = nullptr;
-  std::filesystem::rename(tmp_path_, path_);
+  auto out = std::move(out_);
+  out->commit();
 }
 
 }  // namespace phinfer::format

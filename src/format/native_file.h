@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "format/file_io.h"
 #include "format/mapped_file.h"
 
 namespace phinfer::format {
@@ -41,13 +42,19 @@ struct NativeTensor {
 
 class NativeFile {
  public:
-  static NativeFile open(const std::filesystem::path& path);  // validates header, JSON, every tensor range
+  // Validates the header, the metadata checksum and every tensor entry: byte range inside the data
+  // section, aligned, not overlapping another; format f32|f16|bf16|q8|q4; shape of one or two sizes;
+  // q8/q4 group_size (-1 or 1..65536, never narrowed) and symmetric; size exactly what the format
+  // needs; crc32 of 8 hex digits. A loader may use these fields of info without checking them again.
+  static NativeFile open(const std::filesystem::path& path);
   const nlohmann::json& metadata() const { return meta_; }   // the JSON minus "tensors"
   const std::map<std::string, NativeTensor>& tensors() const { return tensors_; }
   const NativeTensor& require(const std::string& name) const;
   const std::filesystem::path& path() const { return file_->path(); }
-  // Reads every tensor and checks its CRC32; throws phinfer::Error naming the first bad tensor.
+  // Reads every tensor and checks its CRC32; throws phinfer::Error naming the first bad tensor
+  // (in file order).
   void verify() const;
+  uint64_t tensor_bytes() const;  // the sum of the tensors' sizes
 
  private:
   std::shared_ptr<MappedFile> file_;
@@ -68,13 +75,13 @@ class NativeFileWriter {
   ~NativeFileWriter();
   // Appends the bytes of the next declared tensor (exactly its size, in one or more calls).
   void write(std::span<const std::byte> bytes);
-  // Finishes the file (fills in CRCs) and atomically renames it into place.
+  // Finishes the file (fills in CRCs) and atomically renames it into place (see OutputFile).
   void finish();
 
  private:
   void rewrite_header();
-  std::filesystem::path path_, tmp_path_;
-  std::FILE* file_ = nullptr;
+  std::filesystem::path path_;
+  std::unique_ptr<OutputFile> out_;  // null once finished
   nlohmann::json meta_;
   std::vector<TensorDecl> tensors_;
   size_t current_ = 0;

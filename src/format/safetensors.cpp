@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -20,6 +21,16 @@ constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // same bound as the reference
 constexpr size_t kMaxRank = 8;
 
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
+
+// A copy of `bytes` in a 64-byte aligned buffer owned by `owner`.
+std::span<const std::byte> aligned_copy(std::span<const std::byte> bytes, std::shared_ptr<const void>* owner) {
+  const size_t padded = (bytes.size() + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, padded);
+  if (p == nullptr) throw std::bad_alloc();
+  std::memcpy(p, bytes.data(), bytes.size());
+  *owner = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+  return {static_cast<const std::byte*>(p), bytes.size()};
+}
 
 }  // namespace
 
@@ -110,6 +121,9 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
       throw Error(where + ": data_offsets span " + std::to_string(end - begin) + " bytes but dtype " +
                   std::string(dtype_name(*dtype)) + " x shape " + shape.dump() + " needs " + std::to_string(nbytes));
     t.data = data.subspan(begin, end - begin);
+    // bf16/f16/f32 values are read through typed pointers: a misaligned tensor is copied once.
+    if (!t.data.empty() && reinterpret_cast<uintptr_t>(t.data.data()) % dtype_size(*dtype) != 0)
+      t.data = aligned_copy(t.data, &t.aligned_copy);
     auto placed = out.emplace(name, std::move(t)).first;
     if (begin != end) ranges.push_back({begin, end, &placed->first});  // empty tensors overlap nothing
   }
@@ -223,8 +237,10 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::vec
     for (int64_t d : e.shape)
       if (d < 0 || mul_overflows(n, static_cast<uint64_t>(d), &n))
         throw Error(path.string() + ": tensor '" + e.name + "' has an invalid shape");
-    header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
-    offset += n;
+    uint64_t end = 0;
+    if (__builtin_add_overflow(offset, n, &end)) throw Error(path.string() + ": tensor '" + e.name + "' overflows the file size");
+    header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, end}}};
+    offset = end;
   }
   expected_ = offset;
   std::string text;
@@ -234,39 +250,29 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::vec
     throw Error(path.string() + ": cannot write the header (tensor names and metadata must be UTF-8): " + e.what());
   }
   while ((text.size() + 8) % 8 != 0) text.push_back(' ');  // keep the data 8-byte aligned, as HF does
-  file_ = std::fopen(path.c_str(), "wb");
-  if (!file_) throw Error(path.string() + ": cannot create file");
+  out_ = std::make_unique<OutputFile>(path);
   uint8_t len[8];
   uint64_t hl = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(hl >> (8 * i));
-  if (std::fwrite(len, 1, 8, file_) != 8 || std::fwrite(text.data(), 1, text.size(), file_) != text.size()) {
-    std::fclose(file_);  // the destructor does not run for a constructor that throws
-    file_ = nullptr;
-    throw Error(path.string() + ": write failed");
-  }
-}
-
-SafetensorsWriter::~SafetensorsWriter() {
-  if (file_) std::fclose(file_);
+  if (std::fwrite(len, 1, 8, out_->stream()) != 8 || std::fwrite(text.data(), 1, text.size(), out_->stream()) != text.size())
+    throw Error(out_->partial().string() + ": write failed (disk full?)");
 }
 
 void SafetensorsWriter::write(const void* data, size_t nbytes) {
-  if (!file_) throw Error(path_.string() + ": write after finish()");
-  if (written_ + nbytes > expected_) throw Error(path_.string() + ": more tensor data written than declared");
-  if (nbytes && std::fwrite(data, 1, nbytes, file_) != nbytes) throw Error(path_.string() + ": write failed (disk full?)");
+  if (!out_) throw Error(path_.string() + ": write after finish()");
+  if (nbytes > expected_ - written_) throw Error(path_.string() + ": more tensor data written than declared");
+  if (nbytes && std::fwrite(data, 1, nbytes, out_->stream()) != nbytes)
+    throw Error(out_->partial().string() + ": write failed (disk full?)");
   written_ += nbytes;
 }
 
 void SafetensorsWriter::finish() {
-  if (!file_) throw Error(path_.string() + ": finish() called twice");
+  if (!out_) throw Error(path_.string() + ": finish() called twice");
   if (written_ != expected_)
     throw Error(path_.string() + ": wrote " + std::to_string(written_) + " bytes of tensor data, declared " +
                 std::to_string(expected_));
-  if (std::fclose(file_) != 0) {
-    file_ = nullptr;
-    throw Error(path_.string() + ": close failed");
-  }
-  file_ = nullptr;
+  auto out = std::move(out_);
+  out->commit();
 }
 
 }  // namespace phinfer::format

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "format/dtype.h"
+#include "format/file_io.h"
 #include "format/mapped_file.h"
 
 namespace phinfer::format {
@@ -19,14 +20,18 @@ struct TensorView {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  std::span<const std::byte> data;  // inside the mapped file
+  std::span<const std::byte> data;  // inside the mapped file, or inside `aligned_copy`
   std::string file;                 // for error messages
+  // Set when the data in the file is not aligned to the element size (a header length that is not
+  // a multiple of 8, as some non-HF writers produce): an aligned copy the view points into.
+  std::shared_ptr<const void> aligned_copy;
 
   int64_t numel() const;
   std::string shape_string() const;  // "[3072, 8192]"
 };
 
 // Parses one safetensors byte buffer: throws phinfer::Error naming `source_name` on any problem.
+// Every returned view is aligned to its element size (misaligned tensors are copied).
 std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> bytes,
                                                     const std::string& source_name);
 
@@ -60,14 +65,13 @@ class SafetensorsWriter {
   };
   SafetensorsWriter(const std::filesystem::path& path, std::vector<Entry> entries,
                     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
-  ~SafetensorsWriter();
   // Appends bytes of the current tensor(s), in entry order.
   void write(const void* data, size_t nbytes);
-  void finish();  // checks that exactly the declared bytes were written
+  void finish();  // checks that exactly the declared bytes were written, then renames the file into place
 
  private:
   std::filesystem::path path_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<OutputFile> out_;  // null once finished
   uint64_t expected_ = 0;
   uint64_t written_ = 0;
 };

@@ -46,7 +46,12 @@ __attribute__((target("avx512f"))) uint64_t read_avx512(const std::byte* p, size
     }
   __m512i a = acc[0];
   PHINFER_UNROLL for (int s = 1; s < kStreams; ++s) a = _mm512_xor_si512(a, acc[s]);
-  return static_cast<uint64_t>(_mm512_reduce_add_epi64(a));
+  // Not _mm512_reduce_add_epi64: its signed adds overflow (UB) on arbitrary data.
+  alignas(64) uint64_t lanes[8];
+  _mm512_store_si512(lanes, a);
+  uint64_t x = 0;
+  for (uint64_t lane : lanes) x ^= lane;
+  return x;
 }
 
 __attribute__((target("avx2"))) uint64_t read_avx2(const std::byte* p, size_t n) {
@@ -81,6 +86,13 @@ uint64_t read_scalar(const std::byte* p, size_t n) {
 
 constexpr int kChains = 16;
 
+// The result is only a sink against dead-code elimination: unsigned, so overflow wraps.
+uint64_t sum_lanes(const uint32_t* lanes, int n) {
+  uint64_t s = 0;
+  for (int i = 0; i < n; ++i) s += lanes[i];
+  return s;
+}
+
 __attribute__((target("avx512f,avx512vnni"))) uint64_t dot_avx512(int64_t iters) {
   __m512i acc[kChains];
   PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
@@ -89,7 +101,11 @@ __attribute__((target("avx512f,avx512vnni"))) uint64_t dot_avx512(int64_t iters)
     PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
   __m512i s = acc[0];
   PHINFER_UNROLL for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
-  return static_cast<uint64_t>(_mm512_reduce_add_epi32(s));
+  // The lanes have long since wrapped (vpdpbusd wraps): sum them as unsigned, where wrapping is
+  // defined. _mm512_reduce_add_epi32 adds them as signed int, which UBSan rightly reports.
+  alignas(64) uint32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  return sum_lanes(lanes, 16);
 }
 
 __attribute__((target("avx2,avxvnni"))) uint64_t dot_avxvnni(int64_t iters) {
@@ -116,15 +132,14 @@ __attribute__((target("avx2"))) uint64_t dot_avx2(int64_t iters) {
 }
 
 uint64_t dot_scalar(int64_t iters) {
-  int32_t acc[kChains] = {};
+  // Unsigned accumulators: the sums wrap (defined) for any iteration count, as the SIMD lanes do.
+  uint32_t acc[kChains] = {};
   volatile int8_t va = 3, vb = -2;
   const uint8_t a = static_cast<uint8_t>(va);
   const int8_t b = vb;
   for (int64_t it = 0; it < iters; ++it)
-    PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] += a * b + static_cast<int32_t>(it & 1);
-  uint64_t s = 0;
-  PHINFER_UNROLL for (int i = 0; i < kChains; ++i) s += static_cast<uint64_t>(acc[i]);
-  return s;
+    PHINFER_UNROLL for (int i = 0; i < kChains; ++i) acc[i] += static_cast<uint32_t>(a * b + static_cast<int32_t>(it & 1));
+  return sum_lanes(acc, kChains);
 }
 
 // MACs per accumulator update of each path.
