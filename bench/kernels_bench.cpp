@@ -1,5 +1,5 @@
 // Kernel benchmarks (Google Benchmark): decode (1 token) and prefill (512 tokens) matmuls on the
-// Phi-3-mini shapes for Q4 g128 sym/asym, Q8 per-channel and F16, plus the machine probes.
+// Phi-3-mini shapes for Int4 g128 sym/asym, Int8 per-channel and F16, plus the machine probes.
 //   kernels_bench [--benchmark_filter=...]     PHINFER_ISA=... forces a path, PHINFER_THREADS=n
 // Counters: GB/s = weight bytes streamed per second, GOP/s = 2 * rows * cols * tokens per second.
 // Decode cycles through enough copies of the matrix (>= 1 GiB in all) that every call reads its
@@ -37,9 +37,9 @@ struct Format {
   bool sym;
   const char* name;
 };
-const Format kFormats[] = {{pk::WeightFormat::Q4, 128, true, "Q4g128sym"},
-                           {pk::WeightFormat::Q4, 128, false, "Q4g128asym"},
-                           {pk::WeightFormat::Q8, -1, true, "Q8chan"},
+const Format kFormats[] = {{pk::WeightFormat::Int4, 128, true, "Q4g128sym"},
+                           {pk::WeightFormat::Int4, 128, false, "Q4g128asym"},
+                           {pk::WeightFormat::Int8, -1, true, "Q8chan"},
                            {pk::WeightFormat::F16, 0, true, "F16"}};
 
 pk::ThreadPool& pool() {

@@ -226,8 +226,8 @@ TEST(Cli, ConvertThenRunTheModelFile) {
   auto r = run_cli("convert -m " + q(dir) + " -o " + q(out / "s.phi") + " --weight-format int4 --group-size 32 --ratio 0.5 --sym");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("bits per weight"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("q4 g32 sym"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("q8 per-channel asym"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("int4 g32 sym"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("int8 per-channel asym"), std::string::npos) << r.out;
   r = run_cli("generate -m " + q(out / "s.phi") + " -p 'Once upon a time' --max-new-tokens 16 --json");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["output_ids"].size(), 16u);

@@ -92,10 +92,10 @@ TEST(Convert, MixedPrecisionRatioAndSummary) {
   ConvertSummary s = convert(test::shared_path("models/stories260K-phi3"), dir / "m.phi", o);
   uint64_t int4 = 0, int8 = 0;
   for (const auto& t : s.tensors) {
-    if (t.name.find(".layers.") == std::string::npos || t.format == "f32") continue;
-    (t.format == "q4" ? int4 : int8) += static_cast<uint64_t>(t.rows * t.cols);
-    if (t.format == "q4") EXPECT_TRUE(t.symmetric && t.group_size == 64);
-    if (t.format == "q8") EXPECT_EQ(t.group_size, -1);
+    if (t.name.find(".layers.") == std::string::npos || t.format == "fp32") continue;
+    (t.format == "int4" ? int4 : int8) += static_cast<uint64_t>(t.rows * t.cols);
+    if (t.format == "int4") EXPECT_TRUE(t.symmetric && t.group_size == 64);
+    if (t.format == "int8") EXPECT_EQ(t.group_size, -1);
   }
   const double share = static_cast<double>(int4) / static_cast<double>(int4 + int8);
   EXPECT_LE(share, 0.6 + 1e-9);
@@ -183,19 +183,19 @@ TEST(Convert, RejectsBadOptions) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect_error(fmt("int3"), "--weight-format");
+  expect_error(fmt("int3"), "weight format");
   ConvertOptions o = fmt("int4");
   o.ratio = 1.5;
-  expect_error(o, "--ratio");
+  expect_error(o, "ratio");
   o = fmt("int8");
   o.ratio = 0.5;
-  expect_error(o, "--ratio");
+  expect_error(o, "ratio");
   o = fmt("int4");
   o.group_size = 0;
-  expect_error(o, "--group-size");
+  expect_error(o, "group size");
   o = fmt("int4");
   o.backup_precision = "int2";
-  expect_error(o, "--backup-precision");
+  expect_error(o, "backup precision");
   EXPECT_FALSE(std::filesystem::exists(dir / "x.phi"));
 }
 

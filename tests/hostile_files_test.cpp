@@ -335,7 +335,7 @@ json f32_entry(uint64_t offset, int64_t rows, int64_t cols) {
 }
 
 json q4_entry(uint64_t offset, json group_size) {
-  const uint64_t size = kernels::quantized_size(kernels::WeightFormat::Q4, 16, 64, 32, true);
+  const uint64_t size = kernels::quantized_size(kernels::WeightFormat::Int4, 16, 64, 32, true);
   return {{"format", "q4"},      {"shape", {16, 64}}, {"group_size", group_size}, {"symmetric", true},
           {"offset", offset},    {"size", size},      {"crc32", zeros_crc(size)}};
 }

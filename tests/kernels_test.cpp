@@ -42,16 +42,7 @@ std::vector<float> activations(size_t n, uint32_t seed) {
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 
-std::string fmt_name(WeightFormat f) {
-  switch (f) {
-    case WeightFormat::F32: return "F32";
-    case WeightFormat::F16: return "F16";
-    case WeightFormat::BF16: return "BF16";
-    case WeightFormat::Q8: return "Q8";
-    case WeightFormat::Q4: return "Q4";
-  }
-  return "?";
-}
+std::string fmt_name(WeightFormat f) { return kernels::format_info(f).name; }
 
 // ---------------------------------------------------------------------------------------------
 // ISA selection
@@ -92,17 +83,17 @@ TEST(KernelsIsa, EnvironmentVariableForcesPath) {
 
 TEST(KernelsQuant, LayoutSizesAndBitsPerWeight) {
   const double n = 3072.0 * 3072.0;
-  EXPECT_DOUBLE_EQ(8.0 * quantized_size(WeightFormat::Q4, 3072, 3072, 128, true) / n, 4.125);
-  EXPECT_DOUBLE_EQ(8.0 * quantized_size(WeightFormat::Q4, 3072, 3072, 128, false) / n, 4.25);
-  EXPECT_LT(8.0 * quantized_size(WeightFormat::Q8, 3072, 3072, -1, true) / n, 8.02);
+  EXPECT_DOUBLE_EQ(8.0 * quantized_size(WeightFormat::Int4, 3072, 3072, 128, true) / n, 4.125);
+  EXPECT_DOUBLE_EQ(8.0 * quantized_size(WeightFormat::Int4, 3072, 3072, 128, false) / n, 4.25);
+  EXPECT_LT(8.0 * quantized_size(WeightFormat::Int8, 3072, 3072, -1, true) / n, 8.02);
   // Ragged: 172 columns in groups of 48 -> blocks 48, 48, 48, 28 -> 6 + 6 + 6 + 4 chunks of 8.
-  const QuantLayout L = QuantLayout::of(WeightFormat::Q4, 17, 172, 48, false);
+  const QuantLayout L = QuantLayout::of(WeightFormat::Int4, 17, 172, 48, false);
   EXPECT_EQ(L.n_blocks, 4);
   EXPECT_EQ(L.n_chunks, 22);
   EXPECT_EQ(L.n_tiles, 2);
   EXPECT_EQ(L.tile_bytes % 64, 0);
   EXPECT_EQ(L.total_bytes, static_cast<size_t>(2 * (22 * 64 + 2 * 128)));
-  EXPECT_THROW(QuantLayout::of(WeightFormat::Q4, 4, 64, 0, true), phinfer::Error);
+  EXPECT_THROW(QuantLayout::of(WeightFormat::Int4, 4, 64, 0, true), phinfer::Error);
   EXPECT_THROW(QuantLayout::of(WeightFormat::F16, 4, 64, 32, true), phinfer::Error);
 }
 
@@ -113,11 +104,11 @@ struct QCase {
 };
 
 const std::vector<QCase> kQCases = {
-    {WeightFormat::Q8, -1, true}, {WeightFormat::Q8, -1, false}, {WeightFormat::Q8, 32, true},
-    {WeightFormat::Q8, 64, false}, {WeightFormat::Q8, 128, true}, {WeightFormat::Q8, 48, true},
-    {WeightFormat::Q4, -1, true}, {WeightFormat::Q4, -1, false}, {WeightFormat::Q4, 32, true},
-    {WeightFormat::Q4, 32, false}, {WeightFormat::Q4, 64, true}, {WeightFormat::Q4, 128, true},
-    {WeightFormat::Q4, 128, false}, {WeightFormat::Q4, 48, true}, {WeightFormat::Q4, 48, false},
+    {WeightFormat::Int8, -1, true}, {WeightFormat::Int8, -1, false}, {WeightFormat::Int8, 32, true},
+    {WeightFormat::Int8, 64, false}, {WeightFormat::Int8, 128, true}, {WeightFormat::Int8, 48, true},
+    {WeightFormat::Int4, -1, true}, {WeightFormat::Int4, -1, false}, {WeightFormat::Int4, 32, true},
+    {WeightFormat::Int4, 32, false}, {WeightFormat::Int4, 64, true}, {WeightFormat::Int4, 128, true},
+    {WeightFormat::Int4, 128, false}, {WeightFormat::Int4, 48, true}, {WeightFormat::Int4, 48, false},
 };
 
 std::string qname(const QCase& q) {
@@ -142,7 +133,7 @@ TEST(KernelsQuant, DequantizeMatchesReportedErrorAndBounds) {
       q.view().row_span_to_f32(r, 5, 100, b.data());
       for (int i = 0; i < 100; ++i) EXPECT_EQ(a[static_cast<size_t>(5 + i)], b[static_cast<size_t>(i)]);
     }
-    if (qc.format == WeightFormat::Q8) {
+    if (qc.format == WeightFormat::Int8) {
       EXPECT_LT(e.rel_rmse, qc.group == -1 ? 0.01 : 0.007);
     } else {
       EXPECT_LT(e.rel_rmse, qc.group == -1 ? 0.13 : 0.115);
@@ -158,7 +149,7 @@ TEST(KernelsQuant, ErrorMinimizingSearchBeatsPlainRounding) {
     const auto plain = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::MinMax});
     const auto best = quantize(w.data(), rows, cols, {qc.format, qc.group, qc.sym, QuantMethod::Search});
     EXPECT_LT(best.error.rmse, plain.error.rmse);
-    if (qc.format == WeightFormat::Q4) {
+    if (qc.format == WeightFormat::Int4) {
       EXPECT_LT(best.error.rmse, 0.97 * plain.error.rmse);
     }
   }
@@ -167,7 +158,7 @@ TEST(KernelsQuant, ErrorMinimizingSearchBeatsPlainRounding) {
 TEST(KernelsQuant, Q8PerChannelRelativeErrorBelowOnePercent) {
   const int64_t rows = 32, cols = 3072;
   const auto w = gaussian(static_cast<size_t>(rows * cols), 3, 0.03f);
-  const auto q = quantize(w.data(), rows, cols, {WeightFormat::Q8, -1, true, QuantMethod::Search});
+  const auto q = quantize(w.data(), rows, cols, {WeightFormat::Int8, -1, true, QuantMethod::Search});
   EXPECT_LT(q.error.rel_rmse, 0.01);
   std::vector<float> d(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
@@ -373,7 +364,7 @@ TEST(KernelsMatmul, ThreadCountDoesNotChangeResults) {
   IsaGuard guard;
   const int64_t rows = 100, cols = 384, nt = 20;
   const auto w = gaussian(static_cast<size_t>(rows * cols), 77, 0.05f);
-  const auto q = quantize(w.data(), rows, cols, {WeightFormat::Q4, 128, false, QuantMethod::Search});
+  const auto q = quantize(w.data(), rows, cols, {WeightFormat::Int4, 128, false, QuantMethod::Search});
   const auto x = activations(static_cast<size_t>(nt * cols), 78);
   ThreadPool p1(1), p2(2), p3(3);
   const auto ref = run_matmul(best_isa(), q.view(), x, nt, p1);

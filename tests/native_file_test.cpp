@@ -22,7 +22,7 @@ std::vector<std::byte> random_bytes(size_t n, uint64_t seed) {
 }
 
 // The packed size of the sample's q4 tensor "b" ([7, 9], groups of 4 columns, symmetric).
-size_t sample_b_size() { return kernels::quantized_size(kernels::WeightFormat::Q4, 7, 9, 4, true); }
+size_t sample_b_size() { return kernels::quantized_size(kernels::WeightFormat::Int4, 7, 9, 4, true); }
 
 std::filesystem::path write_sample(const std::filesystem::path& dir) {
   auto path = dir / "m.phi";

@@ -31,7 +31,7 @@ struct ConvertOptions {
 
 struct TensorChoice {
   std::string name;
-  std::string format;   // f32 | f16 | bf16 | q8 | q4
+  std::string format;   // a weight format name: fp32 | fp16 | bf16 | int8 | int4
   int group_size = -1;
   bool symmetric = true;
   int64_t rows = 0, cols = 0;

@@ -19,7 +19,7 @@
 #include "format/native_file.h"
 #include "format/safetensors.h"
 #include "kernels/quant.h"
-#include "model/phi3.h"
+#include "model/weights.h"
 #include "phinfer/config.h"
 #include "phinfer/error.h"
 
@@ -30,26 +30,15 @@ using kernels::WeightFormat;
 using nlohmann::json;
 using model::TensorSpec;
 
-const std::vector<std::string> kFormats = {"fp32", "fp16", "bf16", "int8", "int4"};
-
-WeightFormat to_kernel_format(const std::string& f) {
-  if (f == "fp32") return WeightFormat::F32;
-  if (f == "fp16") return WeightFormat::F16;
-  if (f == "bf16") return WeightFormat::BF16;
-  if (f == "int8") return WeightFormat::Q8;
-  return WeightFormat::Q4;
+// A format name of the registry (kernels::weight_formats), or null.
+const kernels::FormatInfo* named_format(const std::string& name) {
+  const kernels::FormatInfo* f = kernels::find_format_by_name(name);
+  return f && name == f->name ? f : nullptr;  // legacy file tags are not option values
 }
 
-std::string file_format_name(WeightFormat f) {
-  switch (f) {
-    case WeightFormat::F32: return "f32";
-    case WeightFormat::F16: return "f16";
-    case WeightFormat::BF16: return "bf16";
-    case WeightFormat::Q8: return "q8";
-    case WeightFormat::Q4: return "q4";
-  }
-  return "?";
-}
+WeightFormat to_kernel_format(const std::string& f) { return named_format(f)->format; }
+
+std::string file_format_name(WeightFormat f) { return kernels::format_info(f).name; }
 
 // A planned tensor: where its values come from and how it will be stored.
 struct Planned {
@@ -95,8 +84,8 @@ kernels::AlignedBytes encode(const Planned& p, const std::vector<float>& w, bool
       for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(w[i]);
       break;
     }
-    case WeightFormat::Q8:
-    case WeightFormat::Q4:
+    case WeightFormat::Int8:
+    case WeightFormat::Int4:
       *rel_rmse = kernels::quantize_into(w.data(), p.rows(), p.cols(), quant_params(p, plain), out.data(), &pool).rel_rmse;
       break;
   }
@@ -120,18 +109,19 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h) {
 }  // namespace
 
 void ConvertOptions::validate() const {
-  if (std::find(kFormats.begin(), kFormats.end(), weight_format) == kFormats.end())
-    throw Error("--weight-format: expected fp32, fp16, bf16, int8 or int4, found '" + weight_format + "'");
+  if (!named_format(weight_format))
+    throw Error("weight format: expected " + kernels::format_names() + ", found '" + weight_format + "'");
   if (group_size && *group_size != -1 && (*group_size < 1 || *group_size > kernels::kMaxGroupSize))
-    throw Error("--group-size: expected -1 (per output channel) or 1.." + std::to_string(kernels::kMaxGroupSize) +
+    throw Error("group size: expected -1 (per output channel) or 1.." + std::to_string(kernels::kMaxGroupSize) +
                 ", found " + std::to_string(*group_size));
-  if (!(ratio > 0.0 && ratio <= 1.0)) throw Error("--ratio: expected a number in (0, 1], found " + std::to_string(ratio));
-  if (ratio < 1.0 && weight_format != "int4") throw Error("--ratio applies to --weight-format int4 only");
+  if (!(ratio > 0.0 && ratio <= 1.0)) throw Error("ratio: expected a number in (0, 1], found " + std::to_string(ratio));
+  if (ratio < 1.0 && weight_format != "int4")
+    throw Error("ratio: applies to the int4 weight format only, found weight format '" + weight_format + "'");
   if (backup_precision != "int8" && backup_precision != "fp16")
-    throw Error("--backup-precision: expected int8 or fp16, found '" + backup_precision + "'");
+    throw Error("backup precision: expected int8 or fp16, found '" + backup_precision + "'");
   for (const auto* f : {&embedding_format, &lm_head_format})
-    if (*f != "auto" && std::find(kFormats.begin(), kFormats.end(), *f) == kFormats.end())
-      throw Error("embedding/lm_head format: expected auto, fp32, fp16, bf16, int8 or int4, found '" + *f + "'");
+    if (*f != "auto" && !named_format(*f))
+      throw Error("embedding/lm_head format: expected auto, " + kernels::format_names() + ", found '" + *f + "'");
 }
 
 std::string ConvertOptions::key() const {
@@ -147,7 +137,7 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   // A bad output path fails now, not after the conversion.
   format::check_output_path(out);
   // Loading the model validates config and every tensor before any work is done.
-  const ModelConfig cfg = model::Phi3Model::load(hf_dir)->config();
+  const ModelConfig cfg = model::LoadedWeights::open(hf_dir).config();
   const auto checkpoint = format::SafetensorsCheckpoint::open(hf_dir);
   kernels::ThreadPool pool(o.threads);
 

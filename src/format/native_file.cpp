@@ -58,13 +58,8 @@ std::string crc_hex(uint32_t crc) {
 constexpr int64_t kMaxNativeDim = int64_t{1} << 24;
 
 std::optional<kernels::WeightFormat> weight_format_of(const std::string& name) {
-  using kernels::WeightFormat;
-  if (name == "f32") return WeightFormat::F32;
-  if (name == "f16") return WeightFormat::F16;
-  if (name == "bf16") return WeightFormat::BF16;
-  if (name == "q8") return WeightFormat::Q8;
-  if (name == "q4") return WeightFormat::Q4;
-  return std::nullopt;
+  const kernels::FormatInfo* f = kernels::find_format_by_name(name);  // registry names and legacy tags
+  return f ? std::optional(f->format) : std::nullopt;
 }
 
 // Checks every field of one tensor entry, so the loader can use them without further checks:
@@ -75,7 +70,7 @@ void check_tensor_entry(const json& t, uint64_t size, const std::string& where) 
   if (!t.contains("format") || !t["format"].is_string())
     throw Error(where + ": expected a string 'format', found " + json_brief(t.value("format", json())));
   const auto fmt = weight_format_of(t["format"].get<std::string>());
-  if (!fmt) throw Error(where + ": unknown weight format " + json_brief(t["format"]) + " (expected f32, f16, bf16, q8 or q4)");
+  if (!fmt) throw Error(where + ": unknown weight format " + json_brief(t["format"]) + " (expected " + kernels::format_names() + ")");
   const json shape = t.value("shape", json());
   if (!shape.is_array() || shape.empty() || shape.size() > 2)
     throw Error(where + ": expected a shape of one or two sizes, found " + json_brief(shape));

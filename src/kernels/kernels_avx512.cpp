@@ -77,7 +77,7 @@ inline void dpbusd(__m512i& acc, __m512i w, const int8_t* p) {
 // accumulators per token split the dependency chains when T is small (integer sums: any order is
 // exact). Wide panels keep their fp32 sums in memory (FMEM) so that all 32 registers are left to
 // the integer accumulators and weights.
-template <bool Q4, bool ASYM, int T, int S>
+template <bool Int4, bool ASYM, int T, int S>
 void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, int64_t i0, float* y, int64_t ys,
            __mmask16 rmask) {
   constexpr bool FMEM = T > 12;
@@ -92,8 +92,8 @@ void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, int64_t
   const int32_t* pcorr = P.corr + i0;
   const float* pdxs = P.dxs + i0;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  constexpr int U = Q4 ? (S >= 2 ? S / 2 : 1) : S;  // chunks per unrolled step
-  const int64_t step_x = (Q4 ? 2 : 1) * xs;          // activation bytes per chunk
+  constexpr int U = Int4 ? (S >= 2 ? S / 2 : 1) : S;  // chunks per unrolled step
+  const int64_t step_x = (Int4 ? 2 : 1) * xs;          // activation bytes per chunk
   __m512 facc[FMEM ? 1 : T];
   alignas(64) float fbuf[FMEM ? T : 1][16];
   if constexpr (FMEM) {
@@ -109,13 +109,13 @@ void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, int64_t
       acc[i][0] = _mm512_set1_epi32(pcorr[j * np + i]);
       PHINFER_UNROLL for (int s = 1; s < S; ++s) acc[i][s] = _mm512_setzero_si512();
     }
-    // One chunk: weights at wp, activations at xl (low nibbles / Q8) and xh (high nibbles). A
+    // One chunk: weights at wp, activations at xl (low nibbles / Int8) and xh (high nibbles). A
     // macro rather than a lambda: GCC then keeps acc in registers.
 #define PHINFER_STEP(wp, xl, xh, slot)                                                          \
   do {                                                                                         \
     if constexpr (T <= 2) _mm_prefetch(reinterpret_cast<const char*>(wp) + 2048, _MM_HINT_T0); \
     const __m512i v_ = _mm512_loadu_si512(wp);                                                 \
-    if constexpr (Q4) {                                                                        \
+    if constexpr (Int4) {                                                                        \
       const __m512i lo_ = _mm512_and_si512(v_, m4);                                            \
       const __m512i hi_ = _mm512_and_si512(_mm512_srli_epi16(v_, 4), m4);                      \
       constexpr int slo_ = S >= 2 ? (2 * (slot)) % S : 0, shi_ = S >= 2 ? (2 * (slot) + 1) % S : 0; \
@@ -184,19 +184,19 @@ void micro(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, int64_t
 
 // Tokens [0, np) of a panel in micro-kernel widths 12, 8, 4, 2, 1 (12 tokens with their fp32 sums in
 // registers measured faster than 24 with the sums in memory).
-template <bool Q4, bool ASYM>
+template <bool Int4, bool ASYM>
 void micro_panel(const uint8_t* tile, const QuantLayout& L, const ActPanel& P, float* y, int64_t ys, __mmask16 rmask) {
   int64_t i = 0;
-  for (; i + 12 <= P.np; i += 12) micro<Q4, ASYM, 12, 1>(tile, L, P, i, y + i * ys, ys, rmask);
-  if (P.np - i >= 8) { micro<Q4, ASYM, 8, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 8; }
-  if (P.np - i >= 4) { micro<Q4, ASYM, 4, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 4; }
-  if (P.np - i >= 2) { micro<Q4, ASYM, 2, 2>(tile, L, P, i, y + i * ys, ys, rmask); i += 2; }
-  if (P.np - i >= 1) micro<Q4, ASYM, 1, 4>(tile, L, P, i, y + i * ys, ys, rmask);
+  for (; i + 12 <= P.np; i += 12) micro<Int4, ASYM, 12, 1>(tile, L, P, i, y + i * ys, ys, rmask);
+  if (P.np - i >= 8) { micro<Int4, ASYM, 8, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 8; }
+  if (P.np - i >= 4) { micro<Int4, ASYM, 4, 1>(tile, L, P, i, y + i * ys, ys, rmask); i += 4; }
+  if (P.np - i >= 2) { micro<Int4, ASYM, 2, 2>(tile, L, P, i, y + i * ys, ys, rmask); i += 2; }
+  if (P.np - i >= 1) micro<Int4, ASYM, 1, 4>(tile, L, P, i, y + i * ys, ys, rmask);
 }
 
 // Decode (one token): R tiles from R parts of a thread's range side by side, so that each thread
 // keeps R weight streams in flight. Same numerics as micro<.., 1, ..>.
-template <bool Q4, bool ASYM, int R>
+template <bool Int4, bool ASYM, int R>
 void decode_multi(const uint8_t* const* tiles, const QuantLayout& L, const ActPanel& P, float* const* ys,
                   const __mmask16* masks) {
   const uint8_t* w[R];
@@ -224,7 +224,7 @@ void decode_multi(const uint8_t* const* tiles, const QuantLayout& L, const ActPa
       PHINFER_UNROLL for (int r = 0; r < R; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(w[r]) + 2048, _MM_HINT_T0);
         const __m512i v = _mm512_loadu_si512(w[r]);
-        if constexpr (Q4) {
+        if constexpr (Int4) {
           dpbusd(a0[r], _mm512_and_si512(v, m4), x);
           dpbusd(a1[r], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), x + 4);
         } else {
@@ -232,7 +232,7 @@ void decode_multi(const uint8_t* const* tiles, const QuantLayout& L, const ActPa
         }
         w[r] += 64;
       }
-      x += Q4 ? 8 : 4;
+      x += Int4 ? 8 : 4;
     }
     const __m512 dx = _mm512_set1_ps(P.dx[j]);
     PHINFER_UNROLL for (int r = 0; r < R; ++r) {
@@ -250,7 +250,7 @@ void decode_multi(const uint8_t* const* tiles, const QuantLayout& L, const ActPa
 }
 
 // Decode over tiles [tile_begin, tile_end): kStreams sub-ranges walked side by side.
-template <bool Q4, bool ASYM>
+template <bool Int4, bool ASYM>
 void decode(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
   constexpr int kStreams = 4;
   const QuantLayout& L = a.L;
@@ -266,19 +266,19 @@ void decode(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
       ys[s] = a.y + t * kTileRows;
       masks[s] = tail_mask(L.rows - t * kTileRows);
     }
-    decode_multi<Q4, ASYM, kStreams>(tiles, L, P, ys, masks);
+    decode_multi<Int4, ASYM, kStreams>(tiles, L, P, ys, masks);
   }
   for (int64_t t = tile_begin + kStreams * per; t < tile_end; ++t)
-    micro<Q4, ASYM, 1, 4>(reinterpret_cast<const uint8_t*>(a.w) + t * L.tile_bytes, L, P, 0, a.y + t * kTileRows,
+    micro<Int4, ASYM, 1, 4>(reinterpret_cast<const uint8_t*>(a.w) + t * L.tile_bytes, L, P, 0, a.y + t * kTileRows,
                           a.y_stride, tail_mask(L.rows - t * kTileRows));
 }
 
-template <bool Q4, bool ASYM>
+template <bool Int4, bool ASYM>
 void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
   const QuantLayout& L = a.L;
   const ActLayout& A = a.A;
   // Panels that share the L2 while a thread sweeps its tiles.
-  if (A.n_tokens == 1) return decode<Q4, ASYM>(a, tile_begin, tile_end);
+  if (A.n_tokens == 1) return decode<Int4, ASYM>(a, tile_begin, tile_end);
   const int64_t group = std::max<int64_t>(1, (512 << 10) / std::max<int64_t>(1, A.panel * L.padded_cols));
   for (int64_t pg = 0; pg < A.n_panels; pg += group) {
     const int64_t pe = std::min(A.n_panels, pg + group);
@@ -287,7 +287,7 @@ void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
       const __mmask16 rmask = tail_mask(L.rows - tile * kTileRows);
       for (int64_t p = pg; p < pe; ++p) {
         const ActPanel P = act_panel(A, a.acts, p);
-        micro_panel<Q4, ASYM>(tp, L, P, a.y + p * A.panel * a.y_stride + tile * kTileRows, a.y_stride, rmask);
+        micro_panel<Int4, ASYM>(tp, L, P, a.y + p * A.panel * a.y_stride + tile * kTileRows, a.y_stride, rmask);
       }
     }
   }

@@ -100,7 +100,7 @@ using DotRowsFn = void (*)(const float* q, const float* k, int64_t rows, int64_t
 struct KernelTable {
   Isa isa;
   int64_t panel_tokens;  // activation panel width the qgemm kernel wants
-  // Q8 only: the kernel computes sum (v - 128) q (AVX2 sign trick) instead of sum v q, so
+  // Int8 only: the kernel computes sum (v - 128) q (AVX2 sign trick) instead of sum v q, so
   // corr = (128 - z) * sum(q) rather than -z * sum(q).
   bool q8_signed_dot;
   QuantizeTokenFn quantize_token;

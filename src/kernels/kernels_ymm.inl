@@ -4,7 +4,7 @@
 //
 // Quantized tiles are processed as two halves of 8 rows (bytes 0-31 / 32-63 of every chunk).
 // AVX2 has no u8 x s8 -> s32 instruction: vpmaddubsw + vpmaddwd stand in for vpdpbusd. u4 x s8
-// pairs cannot saturate int16; for Q8 the code v is turned into the signed v - 128 and multiplied
+// pairs cannot saturate int16; for Int8 the code v is turned into the signed v - 128 and multiplied
 // with vpsignb/vpabsb (pairs stay within +-32512), and the activation side corrects the sum
 // (KernelTable::q8_signed_dot).
 
@@ -24,14 +24,14 @@ inline __m256i lane_mask(int64_t n) {  // lanes [0, n) all ones
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-template <bool Q4>
+template <bool Int4>
 inline __m256i dot4(__m256i acc, __m256i w, __m256i x) {
 #if PHINFER_YMM_VNNI
   // In place, as asm: GCC 12 copies the accumulators of the intrinsic around every loop iteration.
   __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x));
   return acc;
 #else
-  if constexpr (Q4) {
+  if constexpr (Int4) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
   } else {
     const __m256i ws = _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
@@ -91,7 +91,7 @@ void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, 
 // ---- quantized matmul ------------------------------------------------------------------------
 
 // H halves (from half h0) of one tile x one panel of T tokens over all blocks.
-template <bool Q4, bool ASYM, int H, int T, int S>
+template <bool Int4, bool ASYM, int H, int T, int S>
 void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P, float* y, int64_t ys,
            int64_t valid_rows) {
   const uint8_t* wq = tile + 32 * h0;
@@ -100,8 +100,8 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
   const int64_t sc_step = L.n_scales > 1 ? kTileRows : 0;
   const int8_t* xq = P.q;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  constexpr int U = Q4 ? (S >= 2 ? S / 2 : 1) : S;
-  constexpr int SUB = Q4 ? 2 : 1;
+  constexpr int U = Int4 ? (S >= 2 ? S / 2 : 1) : S;
+  constexpr int SUB = Int4 ? 2 : 1;
   __m256 facc[H][T];
   PHINFER_UNROLL for (int h = 0; h < H; ++h)
     PHINFER_UNROLL for (int i = 0; i < T; ++i) facc[h][i] = _mm256_setzero_ps();
@@ -118,7 +118,7 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
       if constexpr (T <= 2) _mm_prefetch(reinterpret_cast<const char*>(wp) + 2048, _MM_HINT_T0);
       PHINFER_UNROLL for (int h = 0; h < H; ++h) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32 * h));
-        if constexpr (Q4) {
+        if constexpr (Int4) {
           const __m256i lo = _mm256_and_si256(v, m4);
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
           const int slo = S >= 2 ? 2 * slot : 0, shi = S >= 2 ? 2 * slot + 1 : 0;
@@ -170,10 +170,10 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
 
 using MicroFn = void (*)(const uint8_t*, int, const QuantLayout&, const ActPanel&, float*, int64_t, int64_t);
 
-template <bool Q4, bool ASYM>
+template <bool Int4, bool ASYM>
 void qgemm_fmt(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
-  static constexpr MicroFn table[kPanel + 1] = {nullptr, &micro<Q4, ASYM, 2, 1, 2>, &micro<Q4, ASYM, 2, 2, 1>,
-                                                &micro<Q4, ASYM, 1, 3, 1>, &micro<Q4, ASYM, 1, 4, 1>};
+  static constexpr MicroFn table[kPanel + 1] = {nullptr, &micro<Int4, ASYM, 2, 1, 2>, &micro<Int4, ASYM, 2, 2, 1>,
+                                                &micro<Int4, ASYM, 1, 3, 1>, &micro<Int4, ASYM, 1, 4, 1>};
   const QuantLayout& L = a.L;
   const ActLayout& A = a.A;
   const int64_t group = std::max<int64_t>(1, (512 << 10) / std::max<int64_t>(1, A.panel * L.padded_cols));

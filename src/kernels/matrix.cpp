@@ -77,8 +77,8 @@ std::byte* act_scratch(size_t n) {
 namespace {
 constexpr FormatInfo kFormats[] = {
     {WeightFormat::F32, "fp32", 32, false, "f32"},  {WeightFormat::F16, "fp16", 16, false, "f16"},
-    {WeightFormat::BF16, "bf16", 16, false, "bf16"}, {WeightFormat::Q8, "int8", 8, true, "q8"},
-    {WeightFormat::Q4, "int4", 4, true, "q4"},
+    {WeightFormat::BF16, "bf16", 16, false, "bf16"}, {WeightFormat::Int8, "int8", 8, true, "q8"},
+    {WeightFormat::Int4, "int4", 4, true, "q4"},
 };
 }  // namespace
 
@@ -124,8 +124,8 @@ void WeightMatrix::row_span_to_f32(int64_t r, int64_t c0, int64_t n, float* out)
       for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(src[i]);
       break;
     }
-    case WeightFormat::Q8:
-    case WeightFormat::Q4:
+    case WeightFormat::Int8:
+    case WeightFormat::Int4:
       dequantize_row(*this, r, c0, n, out);
       break;
   }

@@ -2,7 +2,7 @@
 // Weight matrices as the kernels see them: [rows, cols] in one storage format, read in place
 // from the memory-mapped file (no repacking at load).
 //   F32 / F16 / BF16: row-major.
-//   Q8 / Q4: the tiled, packed layout documented in kernels/quant.h (group_size, symmetric).
+//   Int8 / Int4: the tiled, packed layout documented in kernels/quant.h (group_size, symmetric).
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -14,7 +14,7 @@
 
 namespace phinfer::kernels {
 
-enum class WeightFormat { F32, F16, BF16, Q8, Q4 };
+enum class WeightFormat { F32, F16, BF16, Int8, Int4 };
 
 // The one table of weight formats: every layer (the converter's options, the model file's tensor
 // entries, the loader, messages) names a format by `name`. A new format is one entry here plus
@@ -23,7 +23,7 @@ struct FormatInfo {
   WeightFormat format;
   const char* name;         // "fp32", "fp16", "bf16", "int8", "int4"
   int bits;                 // stored bits per weight, before scales
-  bool quantized;           // packed Q8/Q4 layout with groups and scales (quant.h)
+  bool quantized;           // packed Int8/Int4 layout with groups and scales (quant.h)
   const char* legacy_tag;   // the tag model files of format version 1 used ("q4"); read only
 };
 std::span<const FormatInfo> weight_formats();
@@ -33,20 +33,20 @@ const FormatInfo* find_format_by_name(std::string_view name);
 // "fp32, fp16, bf16, int8, int4": for error messages.
 std::string format_names();
 
-inline bool is_quantized(WeightFormat f) { return f == WeightFormat::Q8 || f == WeightFormat::Q4; }
+inline bool is_quantized(WeightFormat f) { return f == WeightFormat::Int8 || f == WeightFormat::Int4; }
 
 struct WeightMatrix {
   WeightFormat format = WeightFormat::F32;
   int64_t rows = 0;
   int64_t cols = 0;
   const std::byte* data = nullptr;
-  // Q8 / Q4 only: columns per quantization group (-1: one group per row, i.e. per output
+  // Int8 / Int4 only: columns per quantization group (-1: one group per row, i.e. per output
   // channel), and whether a group has a scale only (symmetric) or a scale and a minimum.
   int group_size = -1;
   bool symmetric = true;
 
   size_t bytes() const;
-  // Row r as fp32 (exact for every float format; the dequantized values for Q8 / Q4).
+  // Row r as fp32 (exact for every float format; the dequantized values for Int8 / Int4).
   void row_to_f32(int64_t r, float* out) const;
   // Columns [c0, c0+n) of row r as fp32.
   void row_span_to_f32(int64_t r, int64_t c0, int64_t n, float* out) const;
@@ -56,7 +56,7 @@ struct WeightMatrix {
 // [n_tokens, rows] with row stride y_stride (>= rows).
 //   F32/F16/BF16: fp32 fused multiply-add in 16 lanes per (row, token) over the columns in order,
 //     then a fixed pairwise reduction: bit-identical on every ISA path.
-//   Q8/Q4: activations quantized to int8 on the fly and integer dot products; see quant.h for
+//   Int8/Int4: activations quantized to int8 on the fly and integer dot products; see quant.h for
 //     the numerics (also bit-identical on every ISA path).
 // The instruction set is chosen at run time (kernels/isa.h).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool);

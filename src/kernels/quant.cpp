@@ -252,7 +252,7 @@ QuantLayout QuantLayout::of(WeightFormat format, int64_t rows, int64_t cols, int
     throw Error("quantized matrix: group size " + std::to_string(group_size) + " (expected -1 or 1.." +
                 std::to_string(kMaxGroupSize) + ")");
   QuantLayout L;
-  L.bits = format == WeightFormat::Q4 ? 4 : 8;
+  L.bits = format == WeightFormat::Int4 ? 4 : 8;
   L.rows = rows;
   L.cols = cols;
   L.group_size = group_size;

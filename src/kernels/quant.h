@@ -1,35 +1,35 @@
 #pragma once
-// Quantized weight formats Q8 (int8) and Q4 (int4): packed layout, quantization and
+// Quantized weight formats Int8 and Int4: packed layout, quantization and
 // dequantization. The matmul itself is kernels::matmul (matrix.h).
 //
 // ---------------------------------------------------------------------------------------------
 // Packed layout (little-endian, the same bytes in memory and in a model file; a matrix starts
 // 64-byte aligned and every tile below is a multiple of 64 bytes, so every tile stays aligned)
 // ---------------------------------------------------------------------------------------------
-//   bits b = 8 (Q8) or 4 (Q4). Stored codes are unsigned: v in [0, 255] or [0, 15].
+//   bits b = 8 (Int8) or 4 (Int4). Stored codes are unsigned: v in [0, 255] or [0, 15].
 //   Block length B = group_size, or 128 when group_size == -1 (per-channel: one scale per row,
 //   the blocks then only set how activations are quantized). Columns are cut into
 //   nb = ceil(cols / B) blocks; block j = columns [j*B, min(cols, (j+1)*B)); only the last may be
 //   short.
-//   Chunk width CW = 32 / b columns (Q8: 4, Q4: 8). Block j is stored as ceil(len_j / CW)
+//   Chunk width CW = 32 / b columns (Int8: 4, Int4: 8). Block j is stored as ceil(len_j / CW)
 //   chunks of 64 bytes (columns past the end of the block are padding, code 0); a full block
 //   has cb = ceil(B / CW) chunks, so block j starts at chunk j * cb. Chunks per tile:
 //   nc = (nb - 1) * cb + ceil(len_last / CW).
 //   Rows are grouped in tiles of 16 (rows past `rows` in the last tile are padding, code 0,
 //   scale 0). Tile i covers rows [16 i, 16 i + 16) and holds, in this order:
 //     1. nc chunks of 64 bytes. For a chunk whose first column is c:
-//          Q8: byte 4 r + k = v[row r][col c + k]                             (r < 16, k < 4)
-//          Q4: byte 4 r + k = v[row r][col c + k] | v[row r][col c + 4 + k] << 4
-//        i.e. one 64-byte load is 16 rows x 4 columns of u8 (Q8) or, after `& 0x0F` and
-//        `>> 4 & 0x0F`, two such vectors (Q4): exactly the operand of one vpdpbusd per
+//          Int8: byte 4 r + k = v[row r][col c + k]                             (r < 16, k < 4)
+//          Int4: byte 4 r + k = v[row r][col c + k] | v[row r][col c + 4 + k] << 4
+//        i.e. one 64-byte load is 16 rows x 4 columns of u8 (Int8) or, after `& 0x0F` and
+//        `>> 4 & 0x0F`, two such vectors (Int4): exactly the operand of one vpdpbusd per
 //        16 rows (or two ymm halves: rows 0-7 in bytes 0-31, rows 8-15 in bytes 32-63).
 //     2. scales: ns x 16 fp16 (ns = nb, or 1 when per-channel): scale of block j, row r at
 //        index 16 j + r; zero-padded to a multiple of 64 bytes.
 //     3. asymmetric only: minimums, same shape and padding as the scales.
-//   Dequantized weight:  symmetric  w = d * (v - z),  z = 8 (Q4) or 128 (Q8)
+//   Dequantized weight:  symmetric  w = d * (v - z),  z = 8 (Int4) or 128 (Int8)
 //                        asymmetric w = d * v + m     (v in [0, 2^b - 1])
 //   Bytes per tile = 64 nc + P(32 ns) [+ P(32 ns)], P = round up to 64.
-//   Q4 g128: 4.125 bits/weight (symmetric) and 4.25 (asymmetric); Q8 per-channel: ~8.0.
+//   Int4 g128: 4.125 bits/weight (symmetric) and 4.25 (asymmetric); Int8 per-channel: ~8.0.
 //
 // ---------------------------------------------------------------------------------------------
 // Matmul numerics (identical on every ISA path; the scalar path is the reference)
@@ -55,7 +55,7 @@ constexpr int kTileRows = 16;
 constexpr int kPerChannelBlock = 128;
 constexpr int kMaxGroupSize = 65536;
 
-// Geometry of one packed Q8/Q4 matrix. of() validates and throws phinfer::Error.
+// Geometry of one packed Int8/Int4 matrix. of() validates and throws phinfer::Error.
 struct QuantLayout {
   int bits = 4;
   int64_t rows = 0, cols = 0;
@@ -94,7 +94,7 @@ enum class QuantMethod {
 };
 
 struct QuantParams {
-  WeightFormat format = WeightFormat::Q4;
+  WeightFormat format = WeightFormat::Int4;
   int group_size = 128;  // -1: per output channel
   bool symmetric = true;
   QuantMethod method = QuantMethod::Search;
@@ -124,7 +124,7 @@ class AlignedBytes {
 };
 
 struct QuantizedMatrix {
-  WeightFormat format = WeightFormat::Q4;
+  WeightFormat format = WeightFormat::Int4;
   int64_t rows = 0, cols = 0;
   int group_size = -1;
   bool symmetric = true;
@@ -142,7 +142,7 @@ QuantizedMatrix quantize(const float* w, int64_t rows, int64_t cols, const Quant
 QuantError quantize_into(const float* w, int64_t rows, int64_t cols, const QuantParams& params, std::byte* out,
                          ThreadPool* pool = nullptr);
 
-// Columns [c0, c0 + n) of row r of a Q8/Q4 matrix as fp32.
+// Columns [c0, c0 + n) of row r of a Int8/Int4 matrix as fp32.
 void dequantize_row(const WeightMatrix& w, int64_t r, int64_t c0, int64_t n, float* out);
 inline void dequantize_row(const WeightMatrix& w, int64_t r, float* out) { dequantize_row(w, r, 0, w.cols, out); }
 
