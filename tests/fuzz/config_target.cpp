@@ -55,7 +55,7 @@ class ConfigHarness : public Harness {
       return {{s.name, text}};
     }
     json j = s.doc;
-    if (one_in(rng, 2)) {
+    if (one_in(rng, 2) || !j.is_object()) {
       mutate_json(j, rng, kWords);
     } else {  // top-level fields set to edge values, erased, or a rope_scaling member replaced
       for (int k = 1 + static_cast<int>(rng() % 3); k > 0; --k) {

@@ -21,6 +21,13 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#ifdef PHINFER_FUZZ_SANITIZED
+// Sanitizer reports end in abort(), so the SIGABRT handler below saves the input (UBSan's exit path
+// does not run the death callback). The environment's ASAN_OPTIONS / UBSAN_OPTIONS still add to these.
+extern "C" const char* __asan_default_options() { return "abort_on_error=1"; }
+extern "C" const char* __ubsan_default_options() { return "abort_on_error=1:print_stacktrace=1"; }
+#endif
+
 namespace phinfer::fuzz {
 
 const std::vector<Target>& targets() {

@@ -44,13 +44,17 @@ const std::vector<std::string> kFragments = {
 
 class Generator {
  public:
-  explicit Generator(Rng& rng) : rng_(rng) {}
+  Generator(Rng& rng, bool known_bugs) : rng_(rng), known_bugs_(known_bugs) {}
 
   std::string expr(int depth) {
     const uint64_t kinds = depth > 0 ? 14 : 3;
     const auto& r = [&](const std::vector<std::string>& v) -> const std::string& { return v[pick(rng_, v.size())]; };
     switch (rng_() % kinds) {
-      case 0: return r(kLiterals);
+      case 0: {
+        // Known bug 4 (tests/FUZZING.md): range(9223372036854775807) overflows int64 (UBSan).
+        const std::string& lit = r(kLiterals);
+        return !known_bugs_ && lit == "9223372036854775807" ? "2147483648" : lit;
+      }
       case 1:
       case 2: return r(kNames);
       case 3: return expr(depth - 1) + " " + r(kBinops) + " " + expr(depth - 1);
@@ -136,6 +140,7 @@ class Generator {
   std::string tag(const std::string& inner) { return open("{%") + inner + close("%}"); }
 
   Rng& rng_;
+  bool known_bugs_;
 };
 
 // Random messages: the usual roles and some others, contents with template syntax and odd bytes,
@@ -156,7 +161,7 @@ json random_messages(Rng& rng) {
 
 class TemplateHarness : public Harness {
  public:
-  explicit TemplateHarness(const Context& ctx) {
+  explicit TemplateHarness(const Context& ctx) : known_bugs_(ctx.with_known_bugs) {
     for (const char* name : {"phi3-mini-4k-instruct", "phi3.5-mini-instruct", "phi4-mini-instruct", "phi4-14b",
                              "phi4-mini-reasoning", "phi3-mini-128k-instruct-2024-07"}) {
       const auto path = ctx.shared_dir / "data" / name / "tokenizer_config.json";
@@ -168,7 +173,7 @@ class TemplateHarness : public Harness {
   }
 
   Input generate(Rng& rng) override {
-    Generator gen(rng);
+    Generator gen(rng, known_bugs_);
     std::string source;
     switch (rng() % 4) {
       case 0:
@@ -200,6 +205,7 @@ class TemplateHarness : public Harness {
   }
 
  private:
+  bool known_bugs_;
   std::vector<std::string> seeds_;
 };
 
