@@ -18,6 +18,9 @@ echo "sanitize: build $((SECONDS - start)) s"
 
 # Tests left out of this pass, with the reason (they still run in the Release suite):
 excluded=(
+  # Known bug 9 (tests/FUZZING.md): UBSan signed overflow in the int8 peak probe's AVX-512 reduction
+  # (src/kernels/probe.cpp:92); put it back with the fix.
+  Cli.BenchRunsOnATinyModelAndReportsEveryKey
 )
 exclude_regex=$(IFS='|'; echo "${excluded[*]:-}")
 
