@@ -35,7 +35,7 @@ const std::vector<Target>& targets() {
   static const std::vector<Target> all = {
       {"safetensors", "safetensors bytes: header JSON edits, header length, offsets, dtypes, shapes", make_safetensors, 20000},
       {"config", "config.json and generation_config.json: structural and textual edits of real files", make_config, 3000},
-      {"tokenizer", "tokenizer.json + tokenizer_config.json: components, vocab, merges, added tokens, regexes", make_tokenizer, 1000},
+      {"tokenizer", "tokenizer.json + tokenizer_config.json: components, vocab, merges, added tokens, regexes", make_tokenizer, 600},
       {"template", "chat templates: generated Jinja from the supported constructs, real templates mutated", make_template, 3000},
       {"native", ".phi model files from the converter, metadata and tensors mutated, CRCs fixed", make_native, 400},
       {"chatload", "ChatSession::load_json inputs (chat /load files), then rendered and continued", make_chatload, 1500},
