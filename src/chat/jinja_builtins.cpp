@@ -836,8 +836,13 @@ Value get_global_function(const std::string& name) {
         if (a.positional.size() == 3) step = as_int(a.positional[2], "range argument");
       }
       if (step == 0) throw RuntimeError("range() arg 3 must not be zero");
-      int64_t count = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0)
-                               : (start > stop ? (start - stop - step - 1) / -step : 0);
+      // In 128 bits: range(9223372036854775807) must not overflow on the way to "too big".
+      const __int128 lo = start, hi = stop, st = step;
+      const __int128 wide = st > 0 ? (hi > lo ? (hi - lo + st - 1) / st : 0) : (lo > hi ? (lo - hi - st - 1) / -st : 0);
+      if (wide > kMaxRange)
+        throw RuntimeError("Range too big. The sandbox blocks ranges larger than MAX_RANGE (" +
+                           std::to_string(kMaxRange) + ").");
+      const auto count = static_cast<int64_t>(wide);
       if (count > kMaxRange)
         throw RuntimeError("Range too big. The sandbox blocks ranges larger than MAX_RANGE (" +
                            std::to_string(kMaxRange) + ").");

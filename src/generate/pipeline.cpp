@@ -54,8 +54,12 @@ Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineO
     // Everything travels inside the model file.
     const auto& meta = impl->model->native_metadata();
     const std::string src = impl->dir.string();
-    if (meta.contains("tokenizer") && meta["tokenizer"].contains("tokenizer.json")) {
+    if (meta.contains("tokenizer") && meta["tokenizer"].is_object() && meta["tokenizer"].contains("tokenizer.json")) {
       const auto& t = meta["tokenizer"];
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
+        if (t.contains(name) && !t[name].is_string())
+          throw Error(src + ": metadata field tokenizer." + name + " must hold the file's text as a string, found " +
+                      t[name].type_name());
       impl->tokenizer = Tokenizer::from_json_text(t["tokenizer.json"].get<std::string>(),
                                                   t.contains("tokenizer_config.json") ? t["tokenizer_config.json"].get<std::string>() : "",
                                                   src);

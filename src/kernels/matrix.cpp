@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/isa.h"
@@ -10,6 +11,16 @@
 #include "phinfer/error.h"
 
 namespace phinfer::kernels {
+int64_t first_non_finite(const float* x, int64_t n) {
+  const auto* bits = reinterpret_cast<const uint32_t*>(x);
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) any |= static_cast<uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+  if (!any) return -1;
+  for (int64_t i = 0; i < n; ++i)
+    if ((bits[i] & 0x7f800000u) == 0x7f800000u) return i;
+  return -1;
+}
+
 namespace detail {
 
 const KernelTable& kernels_for(Isa isa) {
@@ -44,7 +55,15 @@ void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActL
     for (int64_t i = 0; i < np; ++i) {
       const float* xt = x + (p * a.panel + i) * L.cols;
       int8_t* qt = np == 1 ? q : tmp.data();
-      k.quantize_token(xt, L, qt, dx.data(), sums.data());
+      if (first_non_finite(xt, L.cols) >= 0) {
+        // NaN or infinity has no int8 code: the token's outputs become NaN (so the forward pass
+        // reports it) instead of undefined integer conversions in the kernels.
+        std::memset(qt, 0, static_cast<size_t>(L.padded_cols));
+        std::fill_n(dx.begin(), L.n_blocks, std::numeric_limits<float>::quiet_NaN());
+        std::fill_n(sums.begin(), L.n_blocks, 0);
+      } else {
+        k.quantize_token(xt, L, qt, dx.data(), sums.data());
+      }
       if (np > 1) {
         const int64_t n_sub = L.padded_cols / 4;
         for (int64_t s = 0; s < n_sub; ++s) std::memcpy(q + (s * np + i) * 4, qt + s * 4, 4);

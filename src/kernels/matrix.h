@@ -61,6 +61,10 @@ struct WeightMatrix {
 // The instruction set is chosen at run time (kernels/isa.h).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool);
 
+// Index of the first NaN or infinity in x[0, n), or -1. An integer test of the exponent bits
+// that vectorizes: cheap enough to run on every layer's output.
+int64_t first_non_finite(const float* x, int64_t n);
+
 // Dot product with fp32 fused multiply-add in 16 independent lanes and a fixed pairwise
 // reduction (the same result on every ISA).
 float dot(const float* a, const float* b, int64_t n);

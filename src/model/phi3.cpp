@@ -19,18 +19,6 @@ void rms_norm(const float* x, const float* weight, int64_t n, double eps, float*
   for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * scale);
 }
 
-// Index of the first NaN or infinity in x[0, n), or -1. Integer test of the exponent bits, so it
-// vectorizes: a per-layer check costs far less than one matrix product.
-int64_t first_non_finite(const float* x, int64_t n) {
-  const auto* bits = reinterpret_cast<const uint32_t*>(x);
-  uint32_t any = 0;
-  for (int64_t i = 0; i < n; ++i) any |= static_cast<uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
-  if (!any) return -1;
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) return i;
-  return -1;
-}
-
 template <typename T>
 void grow_to(std::vector<T>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
@@ -276,7 +264,7 @@ void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::T
   float* tmp = acts.tmp.data();
   for (int64_t t = 0; t < n; ++t) {
     w.embed_tokens.row_to_f32(batch.tokens[static_cast<size_t>(t)], x + t * H);
-    if (first_non_finite(x + t * H, H) >= 0) non_finite(batch, -1, t, "embedding");
+    if (kernels::first_non_finite(x + t * H, H) >= 0) non_finite(batch, -1, t, "embedding");
   }
   rope_tables(batch, acts);
 
@@ -305,7 +293,7 @@ void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::T
     }
     kernels::matmul(L.down_proj, acts.act.data(), n, tmp, H, pool);
     for (int64_t i = 0; i < n * H; ++i) x[i] += tmp[i];
-    if (const int64_t bad = first_non_finite(x, n * H); bad >= 0) non_finite(batch, l, bad / H, "hidden state");
+    if (const int64_t bad = kernels::first_non_finite(x, n * H); bad >= 0) non_finite(batch, l, bad / H, "hidden state");
   }
   if (n_logits > 0) {
     float* sel = acts.selected.data();
@@ -313,7 +301,7 @@ void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::T
       rms_norm(x + batch.logit_rows[static_cast<size_t>(r)] * H, w.final_norm.data(), H, c.rms_norm_eps, sel + r * H);
     kernels::matmul(w.lm_head, sel, n_logits, acts.logits.data(), c.vocab_size, pool);
     for (int64_t r = 0; r < n_logits; ++r)
-      if (first_non_finite(acts.logits.data() + r * c.vocab_size, c.vocab_size) >= 0)
+      if (kernels::first_non_finite(acts.logits.data() + r * c.vocab_size, c.vocab_size) >= 0)
         non_finite(batch, -1, batch.logit_rows[static_cast<size_t>(r)], "logit");
   }
   // Only a call that succeeded extends the caches: after an error they hold what they held.

@@ -64,6 +64,12 @@ void Tokenizer::Impl::load_tokenizer_json(const JsonView& root) {
   if (auto list = root.find("added_tokens")) load_added_tokens(*list);
   vocab_size = model->id_limit();
   for (const auto& t : added) vocab_size = std::max(vocab_size, t.id + 1);
+  // The ids a post-processor adds (e.g. Bert's cls/sep) must be tokens of this vocabulary.
+  if (post_processor)
+    for (int32_t id : post_processor->process({}))
+      if (id < 0 || id >= vocab_size)
+        root.get("post_processor").fail("adds token id " + std::to_string(id) + ", outside the vocabulary [0, " +
+                                        std::to_string(vocab_size) + ")");
 }
 
 void Tokenizer::Impl::load_added_tokens(const JsonView& list) {
