@@ -223,10 +223,10 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
 
 void Phi3Model::non_finite(const ForwardBatch& batch, int64_t layer, int64_t row, const char* what) const {
   loaded_.check_finite(layer);  // throws naming the tensor when a weight is at fault
-  throw Error(std::string("the forward pass produced a non-finite ") + what +
+  throw Error(loaded_.path().string() + ": the forward pass produced a non-finite " + what +
               (layer >= 0 ? " after layer " + std::to_string(layer) : std::string()) + " at position " +
               std::to_string(batch.positions[static_cast<size_t>(row)]) + " (token id " +
-              std::to_string(batch.tokens[static_cast<size_t>(row)]) + "); the weights are finite");
+              std::to_string(batch.tokens[static_cast<size_t>(row)]) + "); every weight is finite, so values overflowed float");
 }
 
 void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::ThreadPool& pool) const {
