@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages phinfer needs to build and test. Idempotent: does nothing when all are present.
 set -euo pipefail
-packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux)
+# libcpp-httplib-dev: the HTTP server of `phinfer serve` (header only); nodejs/npm: the server's tests
+# drive it with the official openai client (scripts/install-npm.sh).
+packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
+          libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# A node from elsewhere (e.g. nodesource, which bundles npm) is fine; only install Debian's when none is there.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
