@@ -18,6 +18,9 @@ echo "sanitize: build $((SECONDS - start)) s"
 
 # Tests left out of this pass, with the reason (they still run in the Release suite):
 excluded=(
+  # The node tests of `phinfer serve` (merged last) have not yet been run against the ASan build; the
+  # Release suite runs them. Put them here back in once a sanitizer run of the server is clean.
+  server_openai_client
 )
 exclude_regex=$(IFS='|'; echo "${excluded[*]:-}")
 
