@@ -25,16 +25,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+using test::read_file;
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
 // Runs a shell command; returns its stdout (stderr goes to err when given) and exit status.
 struct Shell {
@@ -97,8 +89,8 @@ class Terminal {
     }
     // EDITRC=/dev/null: no user libedit configuration.
     const std::string program = "exec env EDITRC=/dev/null " + std::string(PHINFER_CLI_PATH) + " chat " + chat_args;
-    const Shell r = shell(tmux("-f " + quote((dir_ / "tmux.conf").string()) + " new-session -d -s " + name_ +
-                               " -x 200 -y 50 " + quote(program)) + " 2>&1");
+    const Shell r = shell(tmux("-f " + test::shell_quote((dir_ / "tmux.conf").string()) + " new-session -d -s " + name_ +
+                               " -x 200 -y 50 " + test::shell_quote(program)) + " 2>&1");
     if (r.status != 0) {
       ADD_FAILURE() << "tmux new-session failed: " << r.out;
       throw std::runtime_error("tmux failed");
@@ -119,7 +111,7 @@ class Terminal {
     out.erase(out.find_last_not_of('\n') + 1);
     return out;
   }
-  void type(const std::string& text) const { shell(tmux("send-keys -t " + name_ + " -l " + quote(text))); }
+  void type(const std::string& text) const { shell(tmux("send-keys -t " + name_ + " -l " + test::shell_quote(text))); }
   void key(const std::string& k) const { shell(tmux("send-keys -t " + name_ + " " + k)); }
   void send(const std::string& line) const {
     type(line);
@@ -186,7 +178,7 @@ class Terminal {
  private:
   std::string tmux(const std::string& args) const { return "tmux -L " + socket_ + " " + args; }
   std::string pane(const std::string& format) const {
-    std::string out = shell(tmux("display-message -p -t " + name_ + " " + quote(format)) + " 2>/dev/null").out;
+    std::string out = shell(tmux("display-message -p -t " + name_ + " " + test::shell_quote(format)) + " 2>/dev/null").out;
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
     return out;
   }
@@ -194,7 +186,7 @@ class Terminal {
   std::filesystem::path dir_;
 };
 
-std::string model_arg() { return "-m " + quote(tiny_mha().string()); }
+std::string model_arg() { return "-m " + test::shell_quote(tiny_mha().string()); }
 
 TEST(ChatCli, TwoTurnConversationInATerminal) {
   Terminal t("two_turns", model_arg() + " --max-new-tokens 12");
@@ -362,8 +354,8 @@ Piped run_piped(const std::string& args, const std::string& input) {
   static int counter = 0;
   const auto dir = test::temp_dir("chat_cli_piped_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   std::ofstream(dir / "in") << input;
-  const Shell r = shell(std::string(PHINFER_CLI_PATH) + " chat " + args + " <" + quote((dir / "in").string()) + " 2>" +
-                        quote((dir / "err").string()));
+  const Shell r = shell(std::string(PHINFER_CLI_PATH) + " chat " + args + " <" + test::shell_quote((dir / "in").string()) + " 2>" +
+                        test::shell_quote((dir / "err").string()));
   return {r.status, r.out, read_file(dir / "err")};
 }
 
@@ -404,13 +396,13 @@ TEST(ChatCli, PipedContextLimitStopStringsAndErrors) {
   while (at > 1 && !ascii(at)) --at;
   ASSERT_TRUE(ascii(at)) << full;
   const std::string stop = full.substr(at, 3);
-  const Piped s = run_piped(model_arg() + " --max-new-tokens 12 --stop " + quote(stop), "Hello there\n");
+  const Piped s = run_piped(model_arg() + " --max-new-tokens 12 --stop " + test::shell_quote(stop), "Hello there\n");
   ASSERT_EQ(s.status, 0) << s.err;
   EXPECT_EQ(s.out, full.substr(0, full.find(stop)) + "\n");
   EXPECT_NE(s.err.find("stop string]"), std::string::npos) << s.err;
 
   // A model without a chat template cannot chat: say so at once.
-  const Piped n = run_piped("-m " + quote(test::shared_path("models/stories260K-phi3").string()), "Hello\n");
+  const Piped n = run_piped("-m " + test::shell_quote(test::shared_path("models/stories260K-phi3").string()), "Hello\n");
   EXPECT_EQ(n.status, 1);
   EXPECT_NE(n.err.find("chat template"), std::string::npos) << n.err;
 }

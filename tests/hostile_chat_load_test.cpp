@@ -72,16 +72,8 @@ TEST(HostileChatLoad, DeepExtraFieldsAreRefusedByTheTemplate) {
   }
 }
 
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+using test::read_file;
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
 // `phinfer chat` with piped commands; `timeout` turns a hang (a FIFO opened for reading) into a
 // failure instead of a stuck test.
@@ -102,9 +94,9 @@ TEST(HostileChatLoad, CliLoadAndSaveRefuseHostileTargetsAndTheChatGoesOn) {
                             "/stats\n" +
                             "/save " + (dir / "kept.json").string() + "\n";
   std::ofstream(dir / "in") << input;
-  const std::string cmd = "timeout 60 " + std::string(PHINFER_CLI_PATH) + " chat -m " + quote(tiny_model().string()) +
-                          " --max-new-tokens 4 <" + quote((dir / "in").string()) + " >/dev/null 2>" +
-                          quote((dir / "err").string());
+  const std::string cmd = "timeout 60 " + std::string(PHINFER_CLI_PATH) + " chat -m " + test::shell_quote(tiny_model().string()) +
+                          " --max-new-tokens 4 <" + test::shell_quote((dir / "in").string()) + " >/dev/null 2>" +
+                          test::shell_quote((dir / "err").string());
   const int status = std::system(cmd.c_str());
   const std::string err = read_file(dir / "err");
   ASSERT_TRUE(WIFEXITED(status)) << err;

@@ -47,6 +47,19 @@ inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
   return out;
 }
 
+// A string as one single-quoted shell word.
+inline std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// A whole file's bytes ("" when it cannot be read).
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 // A fresh scratch directory under the build tree, private to this test process (ctest runs tests
 // in parallel processes) and removed when the process exits.
 inline std::filesystem::path temp_dir(const std::string& name) {

@@ -94,7 +94,7 @@ void Engine::Impl::publish_counts() {
   size_t prefilling = 0;
   for (const auto& r : running) {
     used += r->reserved_bytes;
-    if (static_cast<int64_t>(r->tokens.size()) - r->cache->length() > 1) ++prefilling;
+    if (r->prefilling()) ++prefilling;
   }
   std::lock_guard<std::mutex> lock(mu);
   counters.waiting = waiting.size() + incoming.size();
@@ -138,8 +138,7 @@ bool Engine::Impl::attach_cache(Request& r) {
       const size_t computed = std::min(shared, static_cast<size_t>(o->cache->length()));
       // Another request is computing a long prefix this one shares: wait for it rather than
       // compute it twice (n samples of one prompt).
-      if (shared >= kMinSharedPrefix && computed < shared && o->cache->length() < static_cast<int64_t>(o->tokens.size()) - 1)
-        return false;
+      if (shared >= kMinSharedPrefix && computed < shared && o->prefilling()) return false;
       if (computed > best) best = computed, from_running = o.get(), from_cache = nullptr;
     }
     for (auto& c : prefix_cache) {
@@ -223,13 +222,10 @@ void Engine::Impl::schedule() {
     Request& r = *rp;
     // The LongRoPE table of a forward call covering the whole sequence so far, as transformers picks it.
     const model::RopeTable table = backend->model().table_for_length(static_cast<int64_t>(r.tokens.size()));
-    if (r.cache->length() > 0 && r.cache->table() != table) {
+    if (r.cache->length() > 0 && r.cache->table() != table)
       r.cache->truncate(0);  // the crossing: recompute the whole sequence with the new table
-      ++r.recomputations;
-    }
     r.table = table;
-    const int64_t pending = static_cast<int64_t>(r.tokens.size()) - r.cache->length();
-    if (pending == 1) {
+    if (r.pending() == 1) {
       r.row_begin = r.cache->length();
       r.row_count = 1;
       scheduled.push_back(&r);
@@ -240,9 +236,8 @@ void Engine::Impl::schedule() {
   }
   if (prefill) {
     Request& r = *prefill;
-    const int64_t pending = static_cast<int64_t>(r.tokens.size()) - r.cache->length();
     r.row_begin = r.cache->length();
-    r.row_count = std::min({pending, options.prefill_chunk, std::max<int64_t>(budget, 1)});
+    r.row_count = std::min({r.pending(), options.prefill_chunk, std::max<int64_t>(budget, 1)});
     scheduled.push_back(&r);
   }
   for (Request* r : scheduled) {

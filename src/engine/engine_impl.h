@@ -42,13 +42,17 @@ struct Engine::Impl {
     bool stopped = false;
     bool finished = false;
     std::string error;
-    int64_t recomputations = 0;
     Clock::time_point start, last_token;
     // This step's rows: tokens [row_begin, row_begin + row_count) of `tokens`.
     int64_t row_begin = 0, row_count = 0;
     model::RopeTable table = model::RopeTable::Short;
     int64_t logit_row = 0;                         // the last row, when logits are wanted
     bool wants_logits = false;
+
+    // Tokens still to run before the next sample: 1 when decoding, more while reading the prompt
+    // (or recomputing it after a LongRoPE crossing).
+    int64_t pending() const { return static_cast<int64_t>(tokens.size()) - cache->length(); }
+    bool prefilling() const { return pending() > 1; }
   };
 
   Impl(const Pipeline::Impl& pipeline, backend::Backend& backend, const EngineOptions& options);

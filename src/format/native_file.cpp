@@ -65,8 +65,8 @@ std::optional<kernels::WeightFormat> weight_format_of(const std::string& name) {
 // Checks every field of one tensor entry, so the loader can use them without further checks:
 // a known format, a shape of one or two sizes in [0, kMaxNativeDim], for q8/q4 a group size of
 // -1 or 1..kMaxGroupSize and a symmetric flag, a byte size that is exactly what the format needs,
-// and a CRC32 of 8 hex digits.
-void check_tensor_entry(const json& t, uint64_t size, const std::string& where) {
+// and a CRC32 of 8 hex digits. Returns the matrix the entry describes (without its data).
+kernels::WeightMatrix check_tensor_entry(const json& t, uint64_t size, const std::string& where) {
   if (!t.contains("format") || !t["format"].is_string())
     throw Error(where + ": expected a string 'format', found " + json_brief(t.value("format", json())));
   const auto fmt = weight_format_of(t["format"].get<std::string>());
@@ -102,6 +102,7 @@ void check_tensor_entry(const json& t, uint64_t size, const std::string& where) 
   const bool hex8 = crc.is_string() && crc.get<std::string>().size() == 8 &&
                     crc.get<std::string>().find_first_not_of("0123456789abcdef") == std::string::npos;
   if (!hex8) throw Error(where + ": expected crc32 as 8 lowercase hex digits, found " + json_brief(crc));
+  return m;
 }
 
 }  // namespace
@@ -171,8 +172,9 @@ NativeFile NativeFile::open(const std::filesystem::path& path) {
     const uint64_t off = t["offset"].get<uint64_t>(), size = t["size"].get<uint64_t>();
     if (off % kNativeAlignment != 0 || off < data_offset || off > bytes.size() || size > bytes.size() - off)
       throw Error(where + ": bytes [" + std::to_string(off) + ", +" + std::to_string(size) + ") are outside the data section or misaligned");
-    check_tensor_entry(t, size, where);
-    auto placed = f.tensors_.emplace(it.key(), NativeTensor{it.key(), t, bytes.subspan(off, size)}).first;
+    kernels::WeightMatrix matrix = check_tensor_entry(t, size, where);
+    matrix.data = bytes.data() + off;
+    auto placed = f.tensors_.emplace(it.key(), NativeTensor{it.key(), t, bytes.subspan(off, size), matrix}).first;
     if (size > 0) ranges.push_back({off, off + size, &placed->first});  // empty tensors overlap nothing
   }
   // Two tensors sharing bytes are a crafted or corrupt file. Sorted by begin, each range must start

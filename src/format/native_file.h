@@ -23,6 +23,7 @@
 
 #include "format/file_io.h"
 #include "format/mapped_file.h"
+#include "kernels/matrix.h"
 
 namespace phinfer::format {
 
@@ -38,6 +39,7 @@ struct NativeTensor {
   std::string name;
   nlohmann::json info;  // the tensor's JSON entry (format, shape, group_size, ...)
   std::span<const std::byte> data;
+  kernels::WeightMatrix matrix;  // the entry as the kernels read it, validated by NativeFile::open
 };
 
 class NativeFile {

@@ -5,7 +5,6 @@
 #include "engine/engine_impl.h"
 #include "format/native_file.h"
 #include "generate/pipeline_impl.h"
-#include "model/sequence.h"
 #include "phinfer/error.h"
 
 namespace phinfer {
@@ -185,19 +184,22 @@ void Generator::append_tokens(std::span<const int32_t> ids) {
   if (static_cast<int64_t>(g.tokens.size() + ids.size()) > context)
     throw Error("appending " + std::to_string(ids.size()) + " tokens to " + std::to_string(g.tokens.size()) +
                 " exceeds the model's context of " + std::to_string(context));
-  std::vector<int32_t> all = g.tokens;
-  all.insert(all.end(), ids.begin(), ids.end());
-  const model::RopeTable table = g.pipe->model->table_for_length(static_cast<int64_t>(all.size()));
+  const size_t before = g.tokens.size();
+  g.tokens.insert(g.tokens.end(), ids.begin(), ids.end());
+  const model::RopeTable table = g.pipe->model->table_for_length(static_cast<int64_t>(g.tokens.size()));
   std::lock_guard<std::mutex> lock(g.pipe->compute);
   // Tokens not yet in the cache (after a rewind or a LongRoPE crossing, more than `ids`).
   if (g.cache->length() > 0 && g.cache->table() != table) g.cache->truncate(0);
-  const auto from = static_cast<size_t>(g.cache->length());
-  const std::span<const int32_t> todo = std::span<const int32_t>(all).subspan(from);
+  const std::span<const int32_t> todo = std::span<const int32_t>(g.tokens).subspan(static_cast<size_t>(g.cache->length()));
   const int64_t last = static_cast<int64_t>(todo.size()) - 1;
   const backend::BatchEntry entry{g.cache.get(), table, todo, std::span<const int64_t>(&last, 1)};
-  std::span<const float> out = g.pipe->backend->forward(std::span<const backend::BatchEntry>(&entry, 1));
-  g.logits.assign(out.begin(), out.end());
-  g.tokens = std::move(all);
+  try {
+    std::span<const float> out = g.pipe->backend->forward(std::span<const backend::BatchEntry>(&entry, 1));
+    g.logits.assign(out.begin(), out.end());
+  } catch (...) {
+    g.tokens.resize(before);  // a failed call changes no cache; the tokens stay as they were too
+    throw;
+  }
   if (static_cast<int64_t>(g.tokens.size()) >= context) g.done = true;
 }
 

@@ -33,7 +33,7 @@ const FormatInfo* find_format_by_name(std::string_view name);
 // "fp32, fp16, bf16, int8, int4": for error messages.
 std::string format_names();
 
-inline bool is_quantized(WeightFormat f) { return f == WeightFormat::Int8 || f == WeightFormat::Int4; }
+inline bool is_quantized(WeightFormat f) { return format_info(f).quantized; }
 
 struct WeightMatrix {
   WeightFormat format = WeightFormat::F32;
