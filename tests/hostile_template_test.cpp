@@ -115,6 +115,9 @@ TEST(HostileTemplate, DeepNestingIsBounded) {
   parse_error(repeated("{% macro m() %}", n) + repeated("{% endmacro %}", n), "nested too deeply");
   // Recursion at render time: a macro calling itself, directly or through another.
   expect_render_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "macro calls nested deeper than");
+  // A default argument that calls the macro again recursed before the call counted (found by a
+  // sanitizer fuzz run: a stack overflow under ASan).
+  expect_render_error("{%- macro m(a, b=m(None)) -%}{% endmacro -%}{{ m(1) }}", "macro calls nested deeper than");
   // Each call nests 150 expressions more: the bound on evaluation frames stops it first.
   expect_render_error("{% macro f(n) %}{{ f(" + repeated("-", 150) + "n) }}{% endmacro %}{{ f(0) }}",
                       "nested deeper than");  // evaluation frames or macro calls, whichever bound comes first

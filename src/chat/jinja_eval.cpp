@@ -330,6 +330,11 @@ class Renderer {
       count_step();
       if (call_depth_ >= kMaxCallDepth)
         throw RuntimeError("macro calls nested deeper than " + std::to_string(kMaxCallDepth));
+      // The depth counts from here: a default argument that calls the macro again is a nested call too.
+      struct DepthGuard {
+        int& depth;
+        ~DepthGuard() { --depth; }
+      } guard{++call_depth_};
       if (args.positional.size() > m.params.size())
         throw RuntimeError("macro '" + m.name + "' takes not more than " + std::to_string(m.params.size()) +
                            " argument(s)");
@@ -352,14 +357,7 @@ class Renderer {
                                                   : Value::undefined("'" + m.params[i] + "' is undefined"));
       }
       std::string out;
-      ++call_depth_;
-      try {
-        exec(m.body, scope, out);
-      } catch (...) {
-        --call_depth_;
-        throw;
-      }
-      --call_depth_;
+      exec(m.body, scope, out);
       return Value(Json(out));
     }}));
   }
