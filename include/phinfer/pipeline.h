@@ -48,6 +48,11 @@ struct GenerationConfig {
   // Stop when the generated text contains one of these (matched across token boundaries); the stop
   // text itself is neither streamed nor returned.
   std::vector<std::string> stop_strings;
+  // Speculative decoding by prompt lookup: each step guesses up to this many next tokens from the
+  // last place the latest tokens occurred before (in the prompt or the output) and checks them in
+  // the same forward pass. Greedy output is exactly plain decoding's; sampled output follows the
+  // same distribution (the draws differ). 0: off.
+  int draft_tokens = 0;
 };
 
 struct GenerationStats {
@@ -57,6 +62,8 @@ struct GenerationStats {
   double ttft_ms = 0;              // prompt processing + first token
   double decode_tokens_per_s = 0;  // tokens after the first / their time
   std::vector<double> per_token_ms;
+  int64_t draft_tokens = 0;           // speculative decoding: tokens guessed and checked
+  int64_t accepted_draft_tokens = 0;  // of those, the ones the model agreed with
 };
 
 struct TopLogprob {

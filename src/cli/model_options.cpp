@@ -72,6 +72,16 @@ void add_generation_options(CLI::App* app, GenerationConfig& gen, bool& do_sampl
       ->capture_default_str();
   app->add_option("--stop", gen.stop_strings, "Stop when the text contains this string (repeatable)");
   app->add_option("--seed", gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+  add_speculative_options(app, gen.draft_tokens);
+}
+
+void add_speculative_options(CLI::App* app, int& draft_tokens) {
+  app->add_option_function<std::string>(
+         "--speculative", [&draft_tokens](const std::string&) { if (draft_tokens == 0) draft_tokens = 4; },
+         "Speculative decoding: ngram (prompt lookup: drafts copied from earlier text, checked in one pass; greedy "
+         "output unchanged)")
+      ->check(CLI::IsMember({"ngram"}));
+  app->add_option("--draft-tokens", draft_tokens, "Draft tokens per step for --speculative (default 4; max 32)");
 }
 
 Pipeline load_pipeline(ModelArgs& a) {

@@ -24,6 +24,8 @@ struct ModelArgs {
 void add_model_options(CLI::App* app, ModelArgs& args);
 // The generation flags generate and chat share (max tokens, sampling, stop strings, seed).
 void add_generation_options(CLI::App* app, GenerationConfig& gen, bool& do_sample);
+// --speculative ngram and --draft-tokens (generate, chat, serve).
+void add_speculative_options(CLI::App* app, int& draft_tokens);
 // Adds the conversion flags shared by `convert` and the on-the-fly path (not the format itself).
 void add_quantization_options(CLI::App* app, ConvertOptions& convert, std::optional<int>& group_size, bool& sym, bool& asym);
 // Fills convert.group_size / symmetric from the parsed flags.
