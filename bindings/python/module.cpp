@@ -160,7 +160,12 @@ class TextStream {
       if (piece) return piece;
       if (ended) {
         join();
-        if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+        std::exception_ptr error;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          error = std::exchange(error_, nullptr);
+        }
+        if (error) std::rethrow_exception(error);
         return std::nullopt;
       }
     }
@@ -172,8 +177,11 @@ class TextStream {
     join();
   }
 
-  // The result once next() has returned nullopt (or after stop()); nullopt before.
-  const std::optional<GenerationResult>& result() const { return result_; }
+  // The result once the generation has ended (next() returned nullopt, or after stop()); nullopt before.
+  std::optional<GenerationResult> result() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return result_;
+  }
 
  private:
   void run() {
@@ -204,14 +212,12 @@ class TextStream {
     cv_.notify_one();
   }
 
+  // Safe from several Python threads at once (join_mu_); never waits while holding the GIL.
   void join() {
-    if (!worker_.joinable()) return;
-    if (PyGILState_Check()) {
-      py::gil_scoped_release release;
-      worker_.join();
-    } else {
-      worker_.join();
-    }
+    std::optional<py::gil_scoped_release> release;
+    if (PyGILState_Check()) release.emplace();
+    std::lock_guard<std::mutex> lock(join_mu_);
+    if (worker_.joinable()) worker_.join();
   }
 
   std::shared_ptr<const Pipeline> pipe_;
@@ -224,6 +230,7 @@ class TextStream {
   bool finished_ = false;
   std::optional<GenerationResult> result_;
   std::exception_ptr error_;
+  std::mutex join_mu_;
   std::thread worker_;
 };
 
@@ -381,7 +388,7 @@ it and raises KeyboardInterrupt.)doc")
         if (!piece) throw py::stop_iteration();
         return py::str(*piece);
       })
-      .def_property_readonly("result", [](const TextStream& s) { return s.result(); })
+      .def_property_readonly("result", &TextStream::result)
       .def("close", &TextStream::stop)
       .def("__enter__", [](TextStream& s) -> TextStream& { return s; })
       .def("__exit__", [](TextStream& s, const py::args&) { s.stop(); });
@@ -510,7 +517,7 @@ GenerationConfig; keyword arguments override its fields (max_new_tokens=..., do_
           }
         }
         if (!streamer.is_none() && py::hasattr(streamer, "end")) streamer.attr("end")();
-        return *s->result();
+        return *s->result();  // set: next() returned nullopt, so the generation ended without an error
       }, "prompt"_a, "config"_a = py::none(), "streamer"_a = py::none(), R"doc(
 Generates to the end and returns a GenerationResult (prompt_ids, output_ids, text, finish_reason, stats).
 prompt and config as for stream(). streamer: a callable that receives each piece of text as soon as it

@@ -69,18 +69,17 @@ class TextGenerationPipeline:
                         f"found {type(text_inputs).__name__}")
 
     def _one(self, prompt, return_full_text, streamer, generate_kwargs):
-        skip_prompt = getattr(streamer, "skip_prompt", True)
+        generate_kwargs = dict(generate_kwargs)
+        generate_kwargs.setdefault("skip_prompt", getattr(streamer, "skip_prompt", True))
         if _is_chat(prompt):
             messages = [dict(m) for m in prompt]
-            result = self.model.generate(messages, streamer=streamer, return_full_text=False,
-                                         skip_prompt=skip_prompt, **generate_kwargs)
+            result = self.model.generate(messages, streamer=streamer, return_full_text=False, **generate_kwargs)
             if return_full_text:
                 return [{"generated_text": messages + [{"role": "assistant", "content": result.text}]}]
             return [{"generated_text": result.text}]
         if not isinstance(prompt, str):
             raise TypeError(f"text-generation input must be a str or a chat, found {type(prompt).__name__}")
-        result = self.model.generate(prompt, streamer=streamer, return_full_text=return_full_text,
-                                     skip_prompt=skip_prompt, **generate_kwargs)
+        result = self.model.generate(prompt, streamer=streamer, return_full_text=return_full_text, **generate_kwargs)
         return [{"generated_text": result.text}]
 
 
