@@ -27,6 +27,11 @@ from ._phinfer import (  # noqa: F401
 )
 from .pipelines import TextGenerationPipeline, TextStreamer, pipeline  # noqa: F401
 
+# Show the public names as phinfer.X (in tracebacks and reprs), not phinfer._phinfer.X.
+for _cls in (Error, GenerationConfig, GenerationResult, Generator, Model, TextStream, Tokenizer):
+    _cls.__module__ = __name__
+del _cls
+
 __all__ = [
     "Error",
     "GenerationConfig",
