@@ -3,8 +3,9 @@
 set -euo pipefail
 # libcpp-httplib-dev: the HTTP server of `phinfer serve` (header only); nodejs/npm: the server's tests
 # drive it with the official openai client (scripts/install-npm.sh).
+# pybind11-dev, python3-dev: the Python module (bindings/python); python3-numpy, python3-pytest: its tests.
 packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
-          libcpp-httplib-dev)
+          libcpp-httplib-dev pybind11-dev python3-dev python3-numpy python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
