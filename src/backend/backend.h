@@ -26,6 +26,7 @@ class SequenceCache {
   virtual model::RopeTable table() const = 0;           // the table its keys were rotated with
   virtual void truncate(int64_t length) = 0;            // forgets positions >= length
   virtual void reserve(int64_t positions) = 0;          // memory for this many positions, now
+  virtual int64_t capacity() const = 0;                 // positions with memory
   virtual uint64_t bytes() const = 0;                   // memory held
   // A new cache holding a copy of positions [0, length) (room for `capacity` positions).
   virtual std::unique_ptr<SequenceCache> clone(int64_t length, int64_t capacity) const = 0;

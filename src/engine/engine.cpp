@@ -156,14 +156,14 @@ bool Engine::Impl::attach_cache(Request& r) {
     if (best >= kMinSharedPrefix) {
       keep = best;
       if (from_running) {
-        r.cache = from_running->cache->clone(static_cast<int64_t>(keep), r.capacity);
+        r.cache = from_running->cache->clone(static_cast<int64_t>(keep), static_cast<int64_t>(keep));
       } else if (keep == from_cache->tokens.size()) {
         // The whole entry continues into this request (a conversation's next turn): take it.
         r.cache = std::move(from_cache->cache);
         prefix_cache_used -= r.cache->bytes();
         std::erase_if(prefix_cache, [](const CachedPrefix& c) { return !c.cache; });
       } else {
-        r.cache = from_cache->cache->clone(static_cast<int64_t>(keep), r.capacity);
+        r.cache = from_cache->cache->clone(static_cast<int64_t>(keep), static_cast<int64_t>(keep));
         from_cache->last_used = ++use_clock;
       }
       reused += keep;
@@ -205,7 +205,6 @@ void Engine::Impl::admit() {
     Request& r = *waiting.front();
     if (options.kv_cache_bytes > 0 && used + r.reserved_bytes > options.kv_cache_bytes) break;
     if (!attach_cache(r)) break;
-    r.cache->reserve(r.capacity);
     if (r.streamer && !r.config.skip_prompt && pipe.tokenizer) {
       const std::string text = text_of(*pipe.tokenizer, r.result.prompt_ids, r.config.skip_special_tokens);
       if (!text.empty() && !r.streamer(text)) r.stopped = r.finished = true;
@@ -264,6 +263,11 @@ void Engine::Impl::schedule() {
     scheduled.push_back(&r);
   }
   for (Request* r : scheduled) {
+    // KV memory as the sequence grows, doubling up to its reservation: the budget counts the
+    // whole reservation from admission, but memory is only touched when used (a request allowed
+    // 60,000 tokens does not zero 60,000 positions before its first token).
+    const int64_t need = r->cache->length() + r->row_count, have = r->cache->capacity();
+    if (need > have) r->cache->reserve(std::max(need, std::min(r->capacity, std::max<int64_t>(2 * have, need + 256))));
     r->logit_rows.clear();
     if (!r->draft.empty()) {
       for (int64_t i = 0; i < r->row_count; ++i) r->logit_rows.push_back(i);

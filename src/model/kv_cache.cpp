@@ -125,7 +125,7 @@ uint64_t KVCache::bytes_per_position(const ModelConfig& c, KVCacheType type) {
 
 void KVCache::reserve(int64_t needed) {
   if (needed <= capacity) return;
-  const int64_t cap = std::max<int64_t>(needed, std::max<int64_t>(256, capacity * 2));
+  const int64_t cap = needed;
   for_each_store(*this, [&](auto& layer, int64_t row) { grow(layer, kv_heads, row, capacity, cap, length); });
   capacity = cap;
 }

@@ -44,7 +44,7 @@ struct KVCache {
     return static_cast<uint64_t>(capacity) * bytes_per_position(layers, kv_heads, head_dim, type);
   }
 
-  // Room for `positions` tokens; growing keeps the first `length` positions.
+  // Room for exactly `positions` tokens (when it has less); growing keeps the first `length` positions.
   void reserve(int64_t positions);
   // Forgets every position (keeps the memory).
   void clear() { length = 0; table = RopeTable::Short; }

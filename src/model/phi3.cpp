@@ -255,7 +255,10 @@ void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::T
       throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   for (int64_t r : batch.logit_rows)
     if (r < 0 || r >= n) throw Error("internal: logit row out of range");
-  for (const ForwardBatch::Sequence& S : batch.seqs) S.cache->reserve(S.cache->length + S.n_rows);
+  // A cache that is too small grows by doubling (a caller that appends token by token pays O(1) per token).
+  for (const ForwardBatch::Sequence& S : batch.seqs)
+    if (S.cache->length + S.n_rows > S.cache->capacity)
+      S.cache->reserve(std::max({S.cache->length + S.n_rows, 2 * S.cache->capacity, int64_t{256}}));
   acts.ensure(c, n, n_logits);
 
   float* x = acts.x.data();

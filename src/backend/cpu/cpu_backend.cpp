@@ -20,6 +20,7 @@ class CpuCache final : public SequenceCache {
     if (kv.length == 0) kv.clear();
   }
   void reserve(int64_t positions) override { kv.reserve(positions); }
+  int64_t capacity() const override { return kv.capacity; }
   uint64_t bytes() const override { return kv.bytes(); }
   std::unique_ptr<SequenceCache> clone(int64_t length, int64_t capacity) const override {
     model::KVCache copy(kv, std::min(length, kv.length), capacity);
