@@ -5,6 +5,8 @@ set -euo pipefail
 # drive it with the official openai client (scripts/install-npm.sh).
 packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
           libcpp-httplib-dev)
+# libjansson-dev: the C API test (tests/c_api) reads the goldens' JSON from C.
+packages+=(libjansson-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
