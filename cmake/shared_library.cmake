@@ -2,6 +2,9 @@
 # phinfer_core is compiled position-independent with hidden symbols; the shared library takes all of it
 # (whole archive) and exports only the declarations marked PHINFER_API (include/phinfer/export.h). The
 # CLI and the tests keep linking phinfer_core statically. Included by CMakeLists.txt.
+if(CMAKE_VERSION VERSION_LESS 3.24)
+  message(FATAL_ERROR "libphinfer.so needs CMake 3.24 or newer (LINK_LIBRARY:WHOLE_ARCHIVE); found ${CMAKE_VERSION}")
+endif()
 enable_language(C)
 include(GNUInstallDirs)
 

@@ -62,15 +62,20 @@ struct phinfer_result {
   phinfer::GenerationResult result;
 };
 
-namespace {
-
-thread_local std::string t_last_error;
-
-// A failure this layer detects itself (NULL argument, wrong state), with its status.
+// A failure this layer detects itself (NULL argument, wrong state), with its status. In a named
+// namespace: GCC exports the typeinfo of a thrown type from an anonymous one despite -fvisibility=hidden.
+namespace phinfer::capi {
 struct ApiError {
   phinfer_status status;
   std::string message;
 };
+}  // namespace phinfer::capi
+
+namespace {
+
+using phinfer::capi::ApiError;
+
+thread_local std::string t_last_error;
 
 void set_last_error(const char* function, const char* message) noexcept {
   try {
@@ -209,7 +214,10 @@ void phinfer_free(void* memory) { std::free(memory); }
 // --- Model ----------------------------------------------------------------------------------------
 
 phinfer_status phinfer_model_options_create(phinfer_model_options** out) {
-  return guarded(__func__, [&] { require(out, "out") = new phinfer_model_options(); });
+  return guarded(__func__, [&] {
+    phinfer_model_options*& slot = require(out, "out");  // checked before anything is allocated
+    slot = new phinfer_model_options();
+  });
 }
 
 void phinfer_model_options_destroy(phinfer_model_options* options) { delete options; }
@@ -400,7 +408,10 @@ phinfer_status phinfer_token_stream_flush(phinfer_token_stream* stream, const ch
 // --- Generation parameters ------------------------------------------------------------------------
 
 phinfer_status phinfer_gen_params_create(phinfer_gen_params** out) {
-  return guarded(__func__, [&] { require(out, "out") = new phinfer_gen_params(); });
+  return guarded(__func__, [&] {
+    phinfer_gen_params*& slot = require(out, "out");
+    slot = new phinfer_gen_params();
+  });
 }
 
 void phinfer_gen_params_destroy(phinfer_gen_params* params) { delete params; }
@@ -459,8 +470,9 @@ void phinfer_result_destroy(phinfer_result* result) { delete result; }
 phinfer_status phinfer_result_output_ids(const phinfer_result* result, const int32_t** out_ids, size_t* out_count) {
   return guarded(__func__, [&] {
     const auto& ids = require(result, "result").result.output_ids;
-    require(out_ids, "out_ids") = ids.data();
+    require(out_ids, "out_ids");
     require(out_count, "out_count") = ids.size();
+    *out_ids = ids.data();
   });
 }
 
@@ -558,8 +570,9 @@ phinfer_status phinfer_generator_get_tokens(const phinfer_generator* generator, 
                                             size_t* out_count) {
   return guarded(__func__, [&] {
     const std::vector<int32_t>& tokens = require(generator, "generator").generator.tokens();
-    require(out_ids, "out_ids") = tokens.data();
+    require(out_ids, "out_ids");
     require(out_count, "out_count") = tokens.size();
+    *out_ids = tokens.data();
   });
 }
 

@@ -155,6 +155,8 @@ static void test_library_and_errors(void) {
   EXPECT_ERROR(phinfer_gen_params_set_temperature(NULL, 0.5), PHINFER_ERROR_INVALID_ARGUMENT, "params is NULL");
   EXPECT_ERROR(phinfer_generate(NULL, NULL, 0, NULL, NULL, NULL, NULL), PHINFER_ERROR_INVALID_ARGUMENT, "model is NULL");
   EXPECT_ERROR(phinfer_generator_append_tokens(NULL, NULL, 0), PHINFER_ERROR_INVALID_ARGUMENT, "generator is NULL");
+  EXPECT_ERROR(phinfer_gen_params_create(NULL), PHINFER_ERROR_INVALID_ARGUMENT, "out is NULL");
+  EXPECT_ERROR(phinfer_model_options_create(NULL), PHINFER_ERROR_INVALID_ARGUMENT, "out is NULL");
   CHECK(phinfer_generator_is_done(NULL) == 1, "a NULL generator is done");
   phinfer_model_destroy(NULL);
   phinfer_tokenizer_destroy(NULL);
@@ -207,6 +209,8 @@ static void check_result(phinfer_result* result, const int32_t* ids, size_t coun
   size_t out_count = 0;
   const char* out_text = NULL;
   const char* out_reason = NULL;
+  EXPECT_ERROR(phinfer_result_output_ids(result, &out_ids, NULL), PHINFER_ERROR_INVALID_ARGUMENT, "out_count is NULL");
+  CHECK(out_ids == NULL, "out_ids was written by a call that failed");
   if (!OK(phinfer_result_output_ids(result, &out_ids, &out_count)) || !OK(phinfer_result_text(result, &out_text, NULL)) ||
       !OK(phinfer_result_finish_reason(result, &out_reason)))
     return;
