@@ -103,7 +103,7 @@ class PHINFER_API KVState {
 struct PipelineOptions {
   int threads = 0;                      // 0: one per physical core
   std::string sliding_window = "auto";  // auto (as config.json), off, or a window size
-  std::string kv_cache_dtype = "f32";   // f32 (exact) or f16 (half the memory)
+  std::string kv_cache_dtype = "f32";   // f32 (exact), f16 (half the memory) or q8 (about a quarter)
   // Set: a Hugging Face folder is converted with these options (like OpenVINO's CACHE_DIR, the
   // result is cached under cache_dir, keyed by the source files and options; later loads reuse it).
   std::optional<ConvertOptions> convert;

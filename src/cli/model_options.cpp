@@ -52,7 +52,7 @@ void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("--threads", a.pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
   app->add_option("--sliding-window", a.pipeline.sliding_window, "Attention window: auto (as config.json), off, or a number of keys")
       ->capture_default_str();
-  app->add_option("--kv-cache", a.pipeline.kv_cache_dtype, "KV cache precision: f32 (exact) or f16")->capture_default_str();
+  app->add_option("--kv-cache", a.pipeline.kv_cache_dtype, "KV cache precision: f32 (exact), f16 or q8 (int8 with a scale per head and position)")->capture_default_str();
   app->add_option("--weight-format", a.weight_format,
                   "Convert a Hugging Face folder on the fly: fp32, fp16, bf16, int8 or int4 (cached under --cache-dir)");
   add_quantization_options(app, a.convert, a.group_size, a.sym, a.asym);

@@ -449,7 +449,7 @@ Engine::Engine(const Pipeline& pipeline, const EngineOptions& options) {
   const Pipeline::Impl& p = *pipeline.impl();
   backend::BackendOptions bo;
   bo.threads = options.threads > 0 ? options.threads : p.options.threads;
-  bo.kv_f16 = p.options.kv_cache_dtype == "f16";
+  bo.kv_type = model::parse_kv_cache_type(p.options.kv_cache_dtype);
   auto be = backend::create_backend(p.options.device, p.model, bo);
   impl_ = std::make_unique<Impl>(p, *be, options);
   impl_->owned_backend = std::move(be);
