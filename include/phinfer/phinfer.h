@@ -75,7 +75,7 @@ PHINFER_API phinfer_status phinfer_model_options_create(phinfer_model_options** 
 PHINFER_API void phinfer_model_options_destroy(phinfer_model_options* options);
 PHINFER_API phinfer_status phinfer_model_options_set_threads(phinfer_model_options* options, int threads);
 PHINFER_API phinfer_status phinfer_model_options_set_device(phinfer_model_options* options, const char* device);
-/* "f32" (exact) or "f16" (half the memory). */
+/* KV cache precision: "f32" (exact), "f16" (half the memory) or "q8" (int8, about a quarter). */
 PHINFER_API phinfer_status phinfer_model_options_set_kv_cache(phinfer_model_options* options, const char* dtype);
 /* "auto" (as config.json), "off", or a number of keys. */
 PHINFER_API phinfer_status phinfer_model_options_set_sliding_window(phinfer_model_options* options, const char* window);
