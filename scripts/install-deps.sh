@@ -6,6 +6,8 @@ set -euo pipefail
 # pybind11-dev, python3-dev: the Python module (bindings/python); python3-numpy, python3-pytest: its tests.
 packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
           libcpp-httplib-dev pybind11-dev python3-dev python3-numpy python3-pytest)
+# libjansson-dev: the C API test (tests/c_api) reads the goldens' JSON from C.
+packages+=(libjansson-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,11 +28,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "phinfer/export.h"
 #include "phinfer/pipeline.h"
 
 namespace phinfer {
 
-class ChatSession {
+class PHINFER_API ChatSession {
  public:
   // context_limit <= 0: the model's max_position_embeddings.
   explicit ChatSession(const Pipeline& pipeline, std::string system_prompt = "", int64_t context_limit = 0);

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "phinfer/export.h"
+
 namespace phinfer {
 
 struct ChatMessage {
@@ -27,7 +29,7 @@ struct ChatMessage {
   nlohmann::json extra = nlohmann::json::object();
 };
 
-class ChatTemplate {
+class PHINFER_API ChatTemplate {
  public:
   // Parses the template once; throws phinfer::Error naming the construct it cannot handle.
   explicit ChatTemplate(const std::string& source);
@@ -42,7 +44,7 @@ class ChatTemplate {
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                      const std::string& bos_token, const std::string& eos_token) const;
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
  private:
   std::unique_ptr<Impl> impl_;
 };

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "phinfer/export.h"
+
 namespace phinfer {
 
 // LongRoPE ("longrope", or its older name "su"): per-frequency rescaling factors, a short table used
@@ -19,7 +21,7 @@ struct LongRopeScaling {
   double attention_factor = 1.0;  // multiplies cos and sin (so q and k)
 };
 
-struct ModelConfig {
+struct PHINFER_API ModelConfig {
   std::string model_type = "phi3";
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
@@ -51,7 +53,7 @@ struct ModelConfig {
 };
 
 // Defaults a checkpoint ships in generation_config.json (all optional).
-struct GenerationDefaults {
+struct PHINFER_API GenerationDefaults {
   std::vector<int32_t> eos_token_ids;
   std::optional<int32_t> bos_token_id;
   std::optional<int32_t> pad_token_id;

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "phinfer/export.h"
+
 
 namespace phinfer {
 
-struct ConvertOptions {
+struct PHINFER_API ConvertOptions {
   std::string weight_format = "int4";     // fp32 | fp16 | bf16 | int8 | int4
   std::optional<int> group_size;          // int4: default 128; int8: default -1 (per channel); -1 = per channel
   bool symmetric = false;                 // NNCF's default is asymmetric
@@ -46,11 +48,11 @@ struct ConvertSummary {
 };
 
 // Converts `hf_dir` into the model file `out` (written to a per-process out.partial.PID, renamed when complete).
-ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& options);
+PHINFER_API ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& options);
 
 // The cached model file for (hf_dir, options) under cache_dir, converting it first if missing. The
 // key hashes the options and each source file's name, size, modification time, first and last MiB.
-std::filesystem::path cached_conversion(const std::filesystem::path& hf_dir, const ConvertOptions& options,
+PHINFER_API std::filesystem::path cached_conversion(const std::filesystem::path& hf_dir, const ConvertOptions& options,
                                         const std::filesystem::path& cache_dir, bool* converted = nullptr);
 
 }  // namespace phinfer

@@ -35,6 +35,7 @@
 #include <span>
 #include <vector>
 
+#include "phinfer/export.h"
 #include "phinfer/pipeline.h"
 
 namespace phinfer {
@@ -71,7 +72,7 @@ struct GenerationRequest {
   KVState* state = nullptr;                           // continue this conversation (see add_request)
 };
 
-class Engine {
+class PHINFER_API Engine {
  public:
   using RequestId = uint64_t;
   enum class Status { Waiting, Running, Finished, Unknown };
@@ -124,7 +125,7 @@ class Engine {
   };
   Stats stats() const;
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
 
  private:
   std::unique_ptr<Impl> impl_;
@@ -133,7 +134,7 @@ class Engine {
 // One token stream driven by its caller, like onnxruntime-genai's Generator: append tokens, read
 // the logits, choose the next token, rewind. Not thread-safe; one thread uses a Generator at a
 // time. Uses the Pipeline's model (its compute is serialized with the Pipeline's other calls).
-class Generator {
+class PHINFER_API Generator {
  public:
   explicit Generator(const Pipeline& pipeline, const GenerationConfig& config = {});
   ~Generator();
@@ -153,7 +154,7 @@ class Generator {
   void rewind_to(size_t length);
   const std::vector<int32_t>& tokens() const;
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -4,9 +4,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "phinfer/export.h"
+
 namespace phinfer {
 
-class Error : public std::runtime_error {
+class PHINFER_API Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

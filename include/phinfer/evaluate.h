@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <span>
 
+#include "phinfer/export.h"
 #include "phinfer/pipeline.h"
 
 namespace phinfer {
@@ -27,8 +28,8 @@ struct CompareResult {
 
 // ids: the tokenized text (with its BOS if the tokenizer adds one). Each window predicts its
 // tokens 1..n-1 from the ones before, within the window.
-PerplexityResult perplexity(const Pipeline& model, std::span<const int32_t> ids, const EvalOptions& options = {});
-CompareResult compare(const Pipeline& model, const Pipeline& reference, std::span<const int32_t> ids,
-                      const EvalOptions& options = {});
+PHINFER_API PerplexityResult perplexity(const Pipeline& model, std::span<const int32_t> ids, const EvalOptions& options = {});
+PHINFER_API CompareResult compare(const Pipeline& model, const Pipeline& reference, std::span<const int32_t> ids,
+                                  const EvalOptions& options = {});
 
 }  // namespace phinfer

@@ -15,6 +15,7 @@
 #include "phinfer/chat_template.h"
 #include "phinfer/config.h"
 #include "phinfer/convert.h"
+#include "phinfer/export.h"
 #include "phinfer/tokenizer.h"
 
 namespace phinfer {
@@ -93,7 +94,7 @@ using Streamer = std::function<bool(std::string_view text)>;
 
 // The KV cache of one token stream, kept between generate calls so a conversation's next turn only
 // processes its new tokens. Opaque; one per conversation; used by one call at a time.
-class KVState {
+class PHINFER_API KVState {
  public:
   KVState();
   ~KVState();
@@ -102,7 +103,7 @@ class KVState {
   const std::vector<int32_t>& tokens() const;  // the tokens whose keys/values are cached
   void clear();
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
   std::unique_ptr<Impl> impl;
 };
 
@@ -120,7 +121,7 @@ struct PipelineOptions {
 // Threading: every method may be called from any thread. generate, logits and Generators share the
 // pipeline's one backend and run one at a time (a second caller waits); for concurrent generations
 // use an Engine (phinfer/engine.h) on the pipeline, which batches them.
-class Pipeline {
+class PHINFER_API Pipeline {
  public:
   // model: a Hugging Face checkpoint folder or a phinfer model file (phinfer convert).
   static Pipeline load(const std::filesystem::path& model, const PipelineOptions& options = {});
@@ -152,11 +153,11 @@ class Pipeline {
   // Logits [positions.size(), vocab] of one forward pass over ids (positions index into ids).
   std::vector<float> logits(std::span<const int32_t> ids, std::span<const int64_t> positions) const;
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
   Impl* impl() const { return impl_.get(); }  // for the engine; opaque to users
 
  private:
-  explicit Pipeline(std::unique_ptr<Impl> impl);
+  PHINFER_HIDDEN explicit Pipeline(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

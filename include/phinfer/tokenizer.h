@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "phinfer/export.h"
+
 namespace phinfer {
 
 namespace tok {
@@ -26,7 +28,7 @@ class DecodeStream;
 //   (HF tokenizers' ByteFallback); byte-level (GPT-2) text uses one U+FFFD per ill-formed
 //   sequence (from_utf8_lossy). Unknown ids throw phinfer::Error.
 // - encode() and decode() are const and safe to call from several threads at once.
-class Tokenizer {
+class PHINFER_API Tokenizer {
  public:
   // Reads dir/tokenizer.json and (if present) dir/tokenizer_config.json. Throws phinfer::Error.
   static Tokenizer from_dir(const std::filesystem::path& dir);
@@ -76,9 +78,9 @@ class Tokenizer {
     std::unique_ptr<tok::DecodeStream> stream_;
   };
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
  private:
-  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  PHINFER_HIDDEN explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
