@@ -15,6 +15,7 @@
 #include "phinfer/chat_template.h"
 #include "phinfer/config.h"
 #include "phinfer/convert.h"
+#include "phinfer/grammar.h"
 #include "phinfer/tokenizer.h"
 
 namespace phinfer {
@@ -48,6 +49,8 @@ struct GenerationConfig {
   // Stop when the generated text contains one of these (matched across token boundaries); the stop
   // text itself is neither streamed nor returned.
   std::vector<std::string> stop_strings;
+  // The generated text must match this grammar (phinfer/grammar.h); ignore_eos cannot be combined.
+  std::optional<Grammar> grammar;
 };
 
 struct GenerationStats {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "phinfer/error.h"
 
@@ -31,7 +32,15 @@ int32_t Sampler::argmax(std::span<const float> logits) {
 
 double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length) {
+int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
+                      std::span<const uint64_t> allowed) {
+  if (!allowed.empty()) {
+    // Masked ids get -inf: no penalty, temperature or truncation below can bring them back.
+    masked_.assign(logits.begin(), logits.end());
+    for (size_t i = 0; i < masked_.size(); ++i)
+      if (i / 64 >= allowed.size() || !((allowed[i / 64] >> (i % 64)) & 1)) masked_[i] = -std::numeric_limits<float>::infinity();
+    logits = masked_;
+  }
   const bool additive = params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0;
   if ((params_.repetition_penalty != 1.0 && !history.empty()) || additive) penalized_.assign(logits.begin(), logits.end());
   if (params_.repetition_penalty != 1.0 && !history.empty()) {
@@ -65,7 +74,11 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
   candidates_.clear();
   candidates_.reserve(logits.size());
   const float inv_t = static_cast<float>(1.0 / params_.temperature);
-  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+  // Masked ids (-inf) have probability 0 whatever follows: leaving them out changes nothing and
+  // keeps a grammar's few allowed tokens from paying for a sort of the whole vocabulary.
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] != -std::numeric_limits<float>::infinity()) candidates_.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+  if (candidates_.empty()) throw Error("no token can be chosen: every logit is -inf");
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   size_t keep = candidates_.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
@@ -111,7 +124,10 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
     acc += probs[i];
     if (u < acc) return candidates_[i].second;
   }
-  return candidates_[probs.size() - 1].second;
+  // Rounding left u past the sum: the last candidate that can be chosen (a masked one has p = 0).
+  size_t last = probs.size() - 1;
+  while (last > 0 && probs[last] <= 0) --last;
+  return candidates_[last].second;
 }
 
 }  // namespace phinfer::generate
