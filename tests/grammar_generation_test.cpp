@@ -69,7 +69,6 @@ void generate_suite(const std::filesystem::path& model, int per_schema, Suite& s
       GenerationConfig gc;
       gc.grammar = g;
       gc.do_sample = true;
-      gc.top_k = 0;
       gc.seed = 1000 + static_cast<uint64_t>(ids.size());
       gc.max_new_tokens = 600;
       ids.emplace_back(suite.cases.size() - 1, engine.add_request(prompt, gc));

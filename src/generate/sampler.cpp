@@ -36,9 +36,12 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
                       std::span<const uint64_t> allowed) {
   if (!allowed.empty()) {
     // Masked ids get -inf: no penalty, temperature or truncation below can bring them back.
-    masked_.assign(logits.begin(), logits.end());
-    for (size_t i = 0; i < masked_.size(); ++i)
-      if (i / 64 >= allowed.size() || !((allowed[i / 64] >> (i % 64)) & 1)) masked_[i] = -std::numeric_limits<float>::infinity();
+    masked_.assign(logits.size(), -std::numeric_limits<float>::infinity());
+    for (size_t w = 0; w < allowed.size() && w * 64 < masked_.size(); ++w)
+      for (uint64_t bits = allowed[w]; bits; bits &= bits - 1) {
+        const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        if (i < masked_.size()) masked_[i] = logits[i];
+      }
     logits = masked_;
   }
   const bool additive = params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0;

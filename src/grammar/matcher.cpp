@@ -27,8 +27,16 @@ bool Stacks::same(int32_t a, int32_t b) const {
 }
 
 void Stacks::add_top(int32_t node, std::vector<int32_t>& out, size_t from) {
-  for (size_t i = from; i < out.size(); ++i)
-    if (same(out[i], node)) return;
+  const Node& n = nodes_[static_cast<size_t>(node)];
+  for (size_t i = from; i < out.size(); ++i) {
+    const Node& o = nodes_[static_cast<size_t>(out[i])];
+    // Most tops differ in their position; equal ones usually share their parent node.
+    if (o.pos != n.pos || o.depth != n.depth) continue;
+    if (o.parent == n.parent || same(o.parent, n.parent)) {
+      nodes_.pop_back();  // the node just pushed for this top (always the newest)
+      return;
+    }
+  }
   if (out.size() - from >= kMaxStacks)
     throw Error("grammar is too ambiguous: more than " + std::to_string(kMaxStacks) +
                 " ways to parse the text so far");
