@@ -39,6 +39,7 @@ const std::vector<Target>& targets() {
       {"template", "chat templates: generated Jinja from the supported constructs, real templates mutated", make_template, 3000},
       {"native", ".phi model files from the converter, metadata and tensors mutated, CRCs fixed", make_native, 400},
       {"chatload", "ChatSession::load_json inputs (chat /load files), then rendered and continued", make_chatload, 1500},
+      {"grammar", "JSON schemas and GBNF grammars mutated, compiled, walked byte by byte (never a dead end)", make_grammar, 3000},
   };
   return all;
 }
