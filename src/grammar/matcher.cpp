@@ -6,11 +6,11 @@
 
 namespace phinfer::grammar {
 
-int32_t Stacks::push(uint32_t pos, int32_t parent) {
+int32_t Stacks::push(uint32_t pos, int32_t parent, uint32_t sub) {
   const uint32_t depth = parent < 0 ? 1 : nodes_[static_cast<size_t>(parent)].depth + 1;
   if (depth > kMaxStackDepth)
     throw Error("grammar: the text nests rules more than " + std::to_string(kMaxStackDepth) + " deep");
-  nodes_.push_back({pos, parent, depth});
+  nodes_.push_back({pos, parent, depth, sub});
   return static_cast<int32_t>(nodes_.size() - 1);
 }
 
@@ -19,7 +19,7 @@ bool Stacks::same(int32_t a, int32_t b) const {
     if (a < 0 || b < 0) return false;
     const Node& x = nodes_[static_cast<size_t>(a)];
     const Node& y = nodes_[static_cast<size_t>(b)];
-    if (x.pos != y.pos || x.depth != y.depth) return false;
+    if (x.pos != y.pos || x.depth != y.depth || x.sub != y.sub) return false;
     a = x.parent;
     b = y.parent;
   }
@@ -31,7 +31,7 @@ void Stacks::add_top(int32_t node, std::vector<int32_t>& out, size_t from) {
   for (size_t i = from; i < out.size(); ++i) {
     const Node& o = nodes_[static_cast<size_t>(out[i])];
     // Most tops differ in their position; equal ones usually share their parent node.
-    if (o.pos != n.pos || o.depth != n.depth) continue;
+    if (o.pos != n.pos || o.depth != n.depth || o.sub != n.sub) continue;
     if (o.parent == n.parent || same(o.parent, n.parent)) {
       nodes_.pop_back();  // the node just pushed for this top (always the newest)
       return;
@@ -67,7 +67,7 @@ bool Stacks::expand(uint32_t start_pos, int32_t start_parent, std::vector<int32_
         parent = nodes_[static_cast<size_t>(parent)].parent;
         continue;
       }
-      if (e.kind == ElementKind::Bytes) {
+      if (e.kind == ElementKind::Bytes || e.kind == ElementKind::Char) {
         add_top(push(pos, parent), out, from);
         break;
       }
@@ -88,11 +88,15 @@ bool Stacks::advance(const std::vector<int32_t>& in, size_t begin, size_t end, u
   bool complete = false;
   steps_ += end - begin;
   for (size_t i = begin; i < end; ++i) {
-    const Node& n = nodes_[static_cast<size_t>(in[i])];
-    if (!contains(g.byte_sets[g.elements[n.pos].value], byte)) continue;
-    const uint32_t next = n.pos + 1;
-    const int32_t parent = n.parent;
-    complete |= expand(next, parent, out, from);
+    const Node n = nodes_[static_cast<size_t>(in[i])];
+    const Element e = g.elements[n.pos];
+    if (e.kind == ElementKind::Bytes) {
+      if (contains(g.byte_sets[e.value], byte)) complete |= expand(n.pos + 1, n.parent, out, from);
+      continue;
+    }
+    const uint32_t next = step_char(g.char_classes[e.value], n.sub, byte);
+    if (next == kCharDone) complete |= expand(n.pos + 1, n.parent, out, from);
+    else if (next != kCharFail) add_top(push(n.pos, n.parent, next), out, from);
   }
   return complete;
 }
@@ -133,7 +137,10 @@ std::string Matcher::key() const {
   std::vector<std::vector<uint32_t>> stacks;
   for (int32_t t : tops_) {
     std::vector<uint32_t> chain;
-    for (int32_t n = t; n >= 0; n = stacks_.parent(n)) chain.push_back(stacks_.pos(n));
+    for (int32_t n = t; n >= 0; n = stacks_.parent(n)) {
+      chain.push_back(stacks_.pos(n));
+      chain.push_back(stacks_.sub(n));
+    }
     stacks.push_back(std::move(chain));
   }
   std::sort(stacks.begin(), stacks.end());

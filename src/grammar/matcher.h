@@ -1,8 +1,8 @@
 #pragma once
 // The parse state of a grammar over bytes: a pushdown automaton whose state is a set of stacks
 // (one per way the text so far can be parsed), as in llama.cpp's grammar sampler. Each stack is a
-// chain of parse positions in a shared arena, top first; a top is always a Bytes element, the
-// position of the next byte. A parse that has finished is the empty stack (`complete`).
+// chain of parse positions in a shared arena, top first; a top is always a Bytes or Char element,
+// the position of the next byte (a Char top also holds the part of a character read so far). A parse that has finished is the empty stack (`complete`).
 //
 // Stacks share their lower parts; arena nodes are only appended, so a caller can try bytes and
 // roll back to a mark (the token mask walks a token trie this way). Everything is bounded: stack
@@ -40,6 +40,7 @@ class Stacks {
   size_t mark() const { return nodes_.size(); }
   void rollback(size_t mark) { nodes_.resize(mark); }
   uint32_t pos(int32_t node) const { return nodes_[static_cast<size_t>(node)].pos; }
+  uint32_t sub(int32_t node) const { return nodes_[static_cast<size_t>(node)].sub; }
   int32_t parent(int32_t node) const { return nodes_[static_cast<size_t>(node)].parent; }
   const Rules& rules() const { return *rules_; }
   // Stack steps taken so far (the token mask bounds its work with it).
@@ -50,8 +51,9 @@ class Stacks {
     uint32_t pos;
     int32_t parent;
     uint32_t depth;
+    uint32_t sub;  // Char tops: the character read so far (0: none)
   };
-  int32_t push(uint32_t pos, int32_t parent);
+  int32_t push(uint32_t pos, int32_t parent, uint32_t sub = 0);
   bool same(int32_t a, int32_t b) const;
   void add_top(int32_t node, std::vector<int32_t>& out, size_t from);
 

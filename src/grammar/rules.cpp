@@ -49,52 +49,40 @@ void RuleBuilder::append_literal(std::vector<Symbol>& out, const std::string& by
 
 namespace {
 
-int utf8_length(char32_t c) { return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4; }
+constexpr char32_t kMinOfLength[5] = {0, 0, 0x80, 0x800, 0x10000};
 
-std::array<uint8_t, 4> utf8_bytes(char32_t c, int n) {
-  std::array<uint8_t, 4> b{};
-  if (n == 1) {
-    b[0] = static_cast<uint8_t>(c);
-  } else {
-    static constexpr uint8_t lead[] = {0, 0, 0xC0, 0xE0, 0xF0};
-    for (int i = n - 1; i > 0; --i, c >>= 6) b[i] = static_cast<uint8_t>(0x80 | (c & 0x3F));
-    b[0] = static_cast<uint8_t>(lead[n] | c);
-  }
-  return b;
+bool intersects(const CharClass& c, char32_t lo, char32_t hi) {
+  // The first range ending at or after lo (ranges are disjoint and sorted, so ends are sorted too).
+  auto it = std::lower_bound(c.ranges.begin(), c.ranges.end(), lo,
+                             [](const std::pair<char32_t, char32_t>& r, char32_t v) { return r.second < v; });
+  return it != c.ranges.end() && it->first <= hi;
 }
 
-// Splits [lo, hi] (no surrogates inside, one encoded length) into runs whose UTF-8 encodings are
-// products of byte ranges (the utf8-ranges construction used by RE2 and Rust's regex).
-void utf8_sequences(char32_t lo, char32_t hi, std::vector<std::vector<std::pair<uint8_t, uint8_t>>>& out) {
-  for (char32_t bound : {char32_t{0x7F}, char32_t{0x7FF}, char32_t{0xFFFF}})
-    if (lo <= bound && hi > bound) {
-      utf8_sequences(lo, bound, out);
-      utf8_sequences(bound + 1, hi, out);
-      return;
-    }
-  const int n = utf8_length(lo);
-  for (int i = 1; i < n; ++i) {
-    const char32_t m = (char32_t{1} << (6 * i)) - 1;
-    if ((lo & ~m) != (hi & ~m)) {
-      if ((lo & m) != 0) {
-        utf8_sequences(lo, lo | m, out);
-        utf8_sequences((lo | m) + 1, hi, out);
-        return;
-      }
-      if ((hi & m) != m) {
-        utf8_sequences(lo, (hi & ~m) - 1, out);
-        utf8_sequences(hi & ~m, hi, out);
-        return;
-      }
-    }
-  }
-  const auto a = utf8_bytes(lo, n), b = utf8_bytes(hi, n);
-  std::vector<std::pair<uint8_t, uint8_t>> seq;
-  for (int i = 0; i < n; ++i) seq.emplace_back(a[i], b[i]);
-  out.push_back(std::move(seq));
+// Sub-state: the bits read so far (v), the sequence length (n) and the continuation bytes still
+// to come (k >= 1, so a sub-state is never 0).
+uint32_t encode_sub(uint32_t v, uint32_t n, uint32_t k) { return (v << 5) | (n << 2) | k; }
+
+// Whether some member of c starts with the bits v of an n-byte sequence with k bytes to come.
+uint32_t viable(const CharClass& c, uint32_t v, uint32_t n, uint32_t k) {
+  const char32_t lo = std::max<char32_t>(v << (6 * k), kMinOfLength[n]);
+  const char32_t hi = std::min<char32_t>((v << (6 * k)) + ((char32_t{1} << (6 * k)) - 1), 0x10FFFF);
+  return lo <= hi && intersects(c, lo, hi) ? encode_sub(v, n, k) : kCharFail;
 }
 
 }  // namespace
+
+uint32_t step_char(const CharClass& c, uint32_t sub, uint8_t b) {
+  if (sub == 0) {
+    if (!contains(c.first, b)) return kCharFail;
+    if (b < 0x80) return kCharDone;
+    const uint32_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    return encode_sub(b & (0x7Fu >> n), n, n - 1);
+  }
+  if ((b & 0xC0) != 0x80) return kCharFail;
+  const uint32_t n = (sub >> 2) & 7, k = (sub & 3) - 1, v = ((sub >> 5) << 6) | (b & 0x3F);
+  if (k == 0) return v >= kMinOfLength[n] && intersects(c, v, v) ? kCharDone : kCharFail;
+  return viable(c, v, n, k);
+}
 
 Symbol RuleBuilder::char_class(const std::vector<std::pair<char32_t, char32_t>>& ranges_in) {
   // Normalize: sorted, merged, surrogates and values past U+10FFFF removed (not valid UTF-8).
@@ -118,33 +106,24 @@ Symbol RuleBuilder::char_class(const std::vector<std::pair<char32_t, char32_t>>&
     else merged.push_back(r);
   }
   if (auto it = classes_.find(merged); it != classes_.end()) return it->second;
-  ByteSet ascii{};
-  bool has_ascii = false, has_multi = false;
-  std::vector<std::vector<std::pair<uint8_t, uint8_t>>> seqs;
-  for (auto [lo, hi] : merged) {
-    for (char32_t c = lo; c <= std::min<char32_t>(hi, 0x7F); ++c) insert(ascii, static_cast<uint8_t>(c)), has_ascii = true;
-    if (hi >= 0x80) {
-      utf8_sequences(std::max<char32_t>(lo, 0x80), hi, seqs);
-      has_multi = true;
-    }
-  }
   Symbol result{};
-  if (!has_multi) {
-    // An empty class is a byte set with no members: the rule checks reject it as unmatchable.
+  if (merged.empty() || merged.back().second < 0x80) {
+    // All ASCII: one byte set (an empty class is a set with no members: the rule checks reject it).
+    ByteSet ascii{};
+    for (auto [lo, hi] : merged)
+      for (char32_t c = lo; c <= hi; ++c) insert(ascii, static_cast<uint8_t>(c));
     result = {false, byte_set(ascii)};
   } else {
-    const uint32_t r = fresh_rule("char-class");
-    if (has_ascii) add_alternative(r, {{false, byte_set(ascii)}});
-    for (const auto& seq : seqs) {
-      std::vector<Symbol> alt;
-      for (auto [a, b] : seq) {
-        ByteSet s{};
-        for (unsigned v = a; v <= b; ++v) insert(s, static_cast<uint8_t>(v));
-        alt.push_back({false, byte_set(s)});
-      }
-      add_alternative(r, std::move(alt));
+    CharClass c;
+    c.ranges = merged;
+    for (unsigned b = 0; b < 0x80; ++b)
+      if (intersects(c, b, b)) insert(c.first, static_cast<uint8_t>(b));
+    for (unsigned b = 0xC2; b <= 0xF4; ++b) {
+      const uint32_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+      if (viable(c, b & (0x7Fu >> n), n, n - 1) != kCharFail) insert(c.first, static_cast<uint8_t>(b));
     }
-    result = {true, r};
+    result = {false, static_cast<uint32_t>(char_classes_.size()), true};
+    char_classes_.push_back(std::move(c));
   }
   classes_.emplace(std::move(merged), result);
   return result;
@@ -167,7 +146,7 @@ Rules RuleBuilder::build(const std::string& root_name, const std::string& source
       for (const Symbol& s : alt)
         if (s.is_rule && !reachable[s.value]) reachable[s.value] = true, todo.push_back(s.value);
   }
-  auto empty_set = [&](const Symbol& s) { return !s.is_rule && sets_[s.value] == ByteSet{}; };
+  auto empty_set = [&](const Symbol& s) { return !s.is_rule && !s.is_char_class && sets_[s.value] == ByteSet{}; };
   // Nullable and productive (can match some finite text) rules, by fixed point.
   std::vector<bool> nullable(n, false), productive(n, false);
   for (bool changed = true; changed;) {
@@ -228,6 +207,7 @@ Rules RuleBuilder::build(const std::string& root_name, const std::string& source
   }
   Rules out;
   out.byte_sets = sets_;
+  out.char_classes = char_classes_;
   out.rule_names = names_;
   out.root = root_it->second;
   out.elements.reserve(symbols_);
@@ -236,7 +216,9 @@ Rules RuleBuilder::build(const std::string& root_name, const std::string& source
     if (!reachable[r]) continue;
     for (const auto& alt : alts_[r]) {
       out.alternatives.push_back(static_cast<uint32_t>(out.elements.size()));
-      for (const Symbol& s : alt) out.elements.push_back({s.is_rule ? ElementKind::Rule : ElementKind::Bytes, s.value});
+      for (const Symbol& s : alt)
+        out.elements.push_back(
+            {s.is_rule ? ElementKind::Rule : s.is_char_class ? ElementKind::Char : ElementKind::Bytes, s.value});
       out.elements.push_back({ElementKind::End, static_cast<uint32_t>(r)});
     }
   }
