@@ -50,6 +50,16 @@ std::string literal(const std::string& bytes) {
 
 std::string digits_of(uint64_t v) { return std::to_string(v); }
 
+// GBNF alternatives: "a | b | c".
+std::string join_alternatives(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += " | ";
+    out += p;
+  }
+  return out;
+}
+
 // Non-negative integers in [lo, hi] written without leading zeros, as a GBNF expression.
 std::string same_length_range(const std::string& lo, const std::string& hi) {
   if (lo == hi) return literal(lo);
@@ -68,9 +78,7 @@ std::string same_length_range(const std::string& lo, const std::string& hi) {
   if (first_full <= last_full)
     parts.push_back(std::string("[") + first_full + "-" + last_full + "] [0-9]{" + std::to_string(rest) + "}");
   if (hi_partial) parts.push_back(literal(hi.substr(0, 1)) + " (" + same_length_range(std::string(rest, '0'), hi.substr(1)) + ")");
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : " | ") + p;
-  return out;
+  return join_alternatives(parts);
 }
 
 std::string uint_range(uint64_t lo, uint64_t hi) {
@@ -79,13 +87,14 @@ std::string uint_range(uint64_t lo, uint64_t hi) {
   for (uint64_t len_max = 9; start <= hi; len_max = len_max * 10 + 9) {
     if (start > len_max) continue;
     const uint64_t end = std::min(hi, len_max);
-    parts.push_back("(" + same_length_range(digits_of(start), digits_of(end)) + ")");
+    std::string part = "(";
+    part += same_length_range(digits_of(start), digits_of(end));
+    part += ")";
+    parts.push_back(std::move(part));
     start = end + 1;
     if (len_max >= 999999999999999999ull) break;
   }
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : " | ") + p;
-  return "(" + out + ")";
+  return "(" + join_alternatives(parts) + ")";
 }
 
 constexpr int64_t kIntLimit = 9999999999999999;  // 16 digits, as json-uint
@@ -116,10 +125,11 @@ class SchemaCompiler {
     return name;
   }
 
-  static std::string join_alternatives(const std::vector<std::string>& alts) {
-    std::string out;
-    for (const auto& a : alts) out += (out.empty() ? "" : " | ") + std::string("(") + a + ")";
-    return out.empty() ? "\"\"" : out;
+  // Each alternative in parentheses (they may be alternations themselves).
+  static std::string join_grouped(const std::vector<std::string>& alts) {
+    std::vector<std::string> grouped;
+    for (const auto& a : alts) grouped.push_back("(" + a + ")");
+    return grouped.empty() ? "\"\"" : join_alternatives(grouped);
   }
 
   int64_t int_value(const json& v, const std::string& path, const char* key, bool round_up) const {
@@ -169,7 +179,7 @@ class SchemaCompiler {
       std::vector<std::string> alts;
       for (size_t i = 0; i < list.size(); ++i)
         alts.push_back(visit(list[i], path + "/" + key + "/" + std::to_string(i), depth + 1));
-      return new_rule(path, join_alternatives(alts));
+      return new_rule(path, join_grouped(alts));
     }
     if (s.contains("const")) return literal(s["const"].dump());
     if (s.contains("enum")) {
@@ -178,7 +188,7 @@ class SchemaCompiler {
       if (list.size() > 10000) fail(path, "\"enum\" with more than 10000 values is not supported");
       std::vector<std::string> alts;
       for (const auto& v : list) alts.push_back(literal(v.dump()));
-      return new_rule(path + "-enum", join_alternatives(alts));
+      return new_rule(path + "-enum", join_grouped(alts));
     }
     std::vector<std::string> types;
     if (s.contains("type")) {
@@ -203,7 +213,7 @@ class SchemaCompiler {
     }
     std::vector<std::string> alts;
     for (const auto& t : types) alts.push_back(typed(s, t, path, depth));
-    return alts.size() == 1 ? alts[0] : new_rule(path, join_alternatives(alts));
+    return alts.size() == 1 ? alts[0] : new_rule(path, join_grouped(alts));
   }
 
   std::string ref(const json& s, const std::string& path, int depth) {
@@ -307,7 +317,7 @@ class SchemaCompiler {
     std::vector<std::string> alts;
     if (a < 0) alts.push_back("\"-\" " + uint_range(b < 0 ? static_cast<uint64_t>(-b) : 1, static_cast<uint64_t>(-a)));
     if (b >= 0) alts.push_back(uint_range(static_cast<uint64_t>(std::max<int64_t>(a, 0)), static_cast<uint64_t>(b)));
-    return new_rule(path + "-int", join_alternatives(alts));
+    return new_rule(path + "-int", join_grouped(alts));
   }
 
   std::string object_rule(const json& s, const std::string& path, int depth) {
