@@ -87,25 +87,43 @@ void generate_suite(const std::filesystem::path& model, int per_schema, Suite& s
   EXPECT_GT(suite.cases.size(), first_case);
 }
 
+// Runs the independent validator over {"cases": [...]}; its exit status and report.
+std::pair<int, std::string> validate(const nlohmann::json& cases) {
+  const auto dir = test::temp_dir("grammar_generation");
+  const auto file = dir / "outputs.json";
+  std::ofstream(file) << nlohmann::json{{"cases", cases}}.dump();
+  const std::string cmd = "python3 " + test::shell_quote(std::string(PHINFER_SOURCE_DIR) + "/tests/grammar/validate_json_outputs.py") +
+                          " " + test::shell_quote(file.string()) + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, "cannot run " + cmd};
+  std::string report;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) report.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, report};
+}
+
+TEST(GrammarGeneration, TheValidatorRejectsWhatTheSchemaForbids) {
+  const nlohmann::json cases = nlohmann::json::array(
+      {{{"schema", nlohmann::json::parse(kSchemas[0])},
+        {"outputs", {R"({"name":"ok","age":3})", R"({"name":"","age":3})", R"({"name":"x","age":131})", "{\"name\""}}},
+       {{"schema", nlohmann::json::parse(kSchemas[1])},
+        {"outputs", {R"({"id":"not-a-uuid","items":[{"sku":"A-1","qty":1}],"status":"new"})",
+                     R"({"id":"123e4567-e89b-12d3-a456-426614174000","date":"2024-02-30","items":[{"sku":"A-1","qty":1}],"status":"new"})"}}}});
+  const auto [status, report] = validate(cases);
+  EXPECT_EQ(status, 1) << report;
+  EXPECT_NE(report.find("1 of 6 outputs valid"), std::string::npos) << report;
+}
+
 TEST(GrammarGeneration, ThousandSampledOutputsValidateOnBothTokenizers) {
   Suite suite;
   generate_suite(test::shared_path("models/phi3-tiny-mha"), 120, suite);      // byte-fallback SentencePiece
   generate_suite(test::shared_path("models/phi4-tiny-synth"), 24, suite);     // 200k byte-level BPE
   ASSERT_GE(suite.generations, 1000);
   EXPECT_EQ(suite.length_finishes, 0) << "every bounded output should end with the grammar";
-  const auto dir = test::temp_dir("grammar_generation");
-  const auto file = dir / "outputs.json";
-  std::ofstream(file) << nlohmann::json{{"cases", suite.cases}}.dump();
-  const std::string cmd = "python3 " + test::shell_quote(std::string(PHINFER_SOURCE_DIR) + "/tests/grammar/validate_json_outputs.py") +
-                          " " + test::shell_quote(file.string()) + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string report;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) report.append(buf, n);
-  const int status = pclose(p);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << report;
+  const auto [status, report] = validate(suite.cases);
+  EXPECT_EQ(status, 0) << report;
   EXPECT_NE(report.find(std::to_string(suite.generations) + " of " + std::to_string(suite.generations) + " outputs valid"),
             std::string::npos)
       << report;
