@@ -49,7 +49,8 @@ struct GenerationConfig {
   // Stop when the generated text contains one of these (matched across token boundaries); the stop
   // text itself is neither streamed nor returned.
   std::vector<std::string> stop_strings;
-  // The generated text must match this grammar (phinfer/grammar.h); ignore_eos cannot be combined.
+  // The generated text must match this grammar (phinfer/grammar.h), in Pipeline::generate and the
+  // Engine (a Generator refuses it); ignore_eos cannot be combined.
   std::optional<Grammar> grammar;
 };
 
