@@ -4,8 +4,9 @@ set -euo pipefail
 # libcpp-httplib-dev: the HTTP server of `phinfer serve` (header only); nodejs/npm: the server's tests
 # drive it with the official openai client (scripts/install-npm.sh). python3-jsonschema: the independent
 # validator of constrained-decoding outputs (tests/grammar/validate_json_outputs.py).
+# pybind11-dev, python3-dev: the Python module (bindings/python); python3-numpy, python3-pytest: its tests.
 packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
-          libcpp-httplib-dev python3 python3-jsonschema)
+          libcpp-httplib-dev pybind11-dev python3-dev python3-numpy python3-pytest python3-jsonschema)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -62,9 +62,9 @@ void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p
 namespace phinfer {
 namespace {
 
-long decode_allocations(const std::filesystem::path& path) {
+long decode_allocations(const std::filesystem::path& path, model::KVCacheType kv = model::KVCacheType::F32) {
   std::shared_ptr<const model::Phi3Model> m = model::Phi3Model::load(path);
-  auto be = backend::create_backend("cpu", m, backend::BackendOptions{2, false});
+  auto be = backend::create_backend("cpu", m, backend::BackendOptions{2, kv});
   std::vector<std::unique_ptr<backend::SequenceCache>> caches;
   std::vector<std::vector<int32_t>> tokens;
   for (int i = 0; i < 4; ++i) {
@@ -108,6 +108,8 @@ TEST(SteadyStateDecode, BatchedDecodeStepsAllocateNothing) {
   ASSERT_EQ(g_allocations.load(), 2);
   const auto dir = test::shared_path("models/stories260K-phi3");
   EXPECT_EQ(decode_allocations(dir), 0) << "stored (fp32) weights";
+  EXPECT_EQ(decode_allocations(dir, model::KVCacheType::F16), 0) << "f16 KV cache";
+  EXPECT_EQ(decode_allocations(dir, model::KVCacheType::Q8), 0) << "q8 KV cache";
   auto out = test::temp_dir("alloc-int4") / "model.phi";
   ConvertOptions o;
   o.weight_format = "int4";

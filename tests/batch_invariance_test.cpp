@@ -28,9 +28,9 @@ std::vector<float> row(const model::Activations& acts, int64_t r, int64_t vocab)
 }
 
 // Alone: the prompt in one call, then greedy tokens one per call (their ids become `decode`).
-void run_alone(const model::Phi3Model& m, kernels::ThreadPool& pool, Stream& s, int n_decode) {
+void run_alone(const model::Phi3Model& m, kernels::ThreadPool& pool, Stream& s, int n_decode, model::KVCacheType kv) {
   const int64_t vocab = m.config().vocab_size;
-  model::KVCache cache = m.new_cache();
+  model::KVCache cache = m.new_cache(kv);
   model::Activations acts(m.config(), 1, 1);
   model::ForwardBatch b;
   const int64_t last = static_cast<int64_t>(s.prompt.size()) - 1;
@@ -53,11 +53,11 @@ void run_alone(const model::Phi3Model& m, kernels::ThreadPool& pool, Stream& s, 
 // Batched: every call holds rows of several streams. Stream i's prompt is cut into chunks of
 // chunk_of(i) tokens; streams start at different calls; decode rows and prefill chunks mix.
 void run_batched(const model::Phi3Model& m, kernels::ThreadPool& pool, std::vector<Stream>& streams,
-                 std::vector<std::vector<std::vector<float>>>& out) {
+                 std::vector<std::vector<std::vector<float>>>& out, model::KVCacheType kv) {
   const int64_t vocab = m.config().vocab_size;
   const size_t n = streams.size();
   std::vector<model::KVCache> caches;
-  for (size_t i = 0; i < n; ++i) caches.push_back(m.new_cache());
+  for (size_t i = 0; i < n; ++i) caches.push_back(m.new_cache(kv));
   std::vector<size_t> fed(n, 0), decoded(n, 0);
   out.assign(n, {});
   model::Activations acts(m.config(), 8, 2);  // deliberately small: grows on demand
@@ -103,16 +103,16 @@ std::vector<int32_t> prompt_of(const nlohmann::json& golden, const std::string& 
 }
 
 void check_invariance(const std::filesystem::path& model_path, const std::vector<std::vector<int32_t>>& prompts,
-                      int n_decode) {
+                      int n_decode, model::KVCacheType kv = model::KVCacheType::F32) {
   auto m = model::Phi3Model::load(model_path);
   kernels::ThreadPool pool(2);
   std::vector<Stream> streams;
   for (const auto& p : prompts) {
     streams.push_back({p, {}, {}});
-    run_alone(*m, pool, streams.back(), n_decode);
+    run_alone(*m, pool, streams.back(), n_decode, kv);
   }
   std::vector<std::vector<std::vector<float>>> batched;
-  run_batched(*m, pool, streams, batched);
+  run_batched(*m, pool, streams, batched, kv);
   for (size_t i = 0; i < streams.size(); ++i) {
     ASSERT_EQ(batched[i].size(), streams[i].logits.size()) << "stream " << i;
     for (size_t k = 0; k < batched[i].size(); ++k)
@@ -123,7 +123,7 @@ void check_invariance(const std::filesystem::path& model_path, const std::vector
   // A different thread count does not change a bit either.
   kernels::ThreadPool one(1);
   Stream again{prompts[0], {}, {}};
-  run_alone(*m, one, again, n_decode);
+  run_alone(*m, one, again, n_decode, kv);
   for (size_t k = 0; k < again.logits.size(); ++k)
     ASSERT_EQ(0, std::memcmp(again.logits[k].data(), streams[0].logits[k].data(), again.logits[k].size() * sizeof(float)));
 }
@@ -176,6 +176,18 @@ TEST(BatchInvarianceWindow, PastTheSlidingWindowBatchedWithShortSequences) {
   const auto golden = test::read_json(dir / "golden.json");
   check_invariance(dir, {prompt_of(golden, "window2600", 100000), prompt_of(golden, "chat", 100)}, 4);
   check_invariance(converted("phi3-tiny-mha", "int4"), {prompt_of(golden, "window2600", 100000), prompt_of(golden, "text300", 100)}, 4);
+}
+
+TEST(BatchInvarianceKvCache, HalfAndInt8CachesAreBatchInvariantToo) {
+  // Keys and values are rounded per position (f16) or per position and head (q8), so the rounding
+  // cannot depend on the other rows of a batch either.
+  const auto dir = test::shared_path("models/phi3-tiny-gqa-longrope");
+  const auto golden = test::read_json(dir / "golden.json");
+  const std::vector<std::vector<int32_t>> prompts = {prompt_of(golden, "text300", 1000), prompt_of(golden, "chat", 1000),
+                                                     prompt_of(golden, "text300", 37)};
+  check_invariance(dir, prompts, 6, model::KVCacheType::F16);
+  check_invariance(dir, prompts, 6, model::KVCacheType::Q8);
+  check_invariance(converted("phi3-tiny-gqa-longrope", "int4"), prompts, 6, model::KVCacheType::Q8);
 }
 
 TEST(BatchInvarianceWindow, ChunkedPrefillEqualsOneCall) {

@@ -119,6 +119,8 @@ class Engine {
     uint64_t steps = 0;
     uint64_t reused_prompt_tokens = 0;  // prompt tokens taken from another request's KV cache
     uint64_t prefix_cache_bytes = 0;    // held by the prefix cache
+    uint64_t draft_tokens = 0;          // speculative decoding: tokens guessed and checked
+    uint64_t accepted_draft_tokens = 0; // of those, the ones the model agreed with
   };
   Stats stats() const;
 

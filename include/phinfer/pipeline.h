@@ -52,6 +52,11 @@ struct GenerationConfig {
   // The generated text must match this grammar (phinfer/grammar.h), in Pipeline::generate and the
   // Engine (a Generator refuses it); ignore_eos cannot be combined.
   std::optional<Grammar> grammar;
+  // Speculative decoding by prompt lookup: each step guesses up to this many next tokens from the
+  // last place the latest tokens occurred before (in the prompt or the output) and checks them in
+  // the same forward pass. Greedy output is exactly plain decoding's; sampled output follows the
+  // same distribution (the draws differ). 0: off.
+  int draft_tokens = 0;
 };
 
 struct GenerationStats {
@@ -61,6 +66,8 @@ struct GenerationStats {
   double ttft_ms = 0;              // prompt processing + first token
   double decode_tokens_per_s = 0;  // tokens after the first / their time
   std::vector<double> per_token_ms;
+  int64_t draft_tokens = 0;           // speculative decoding: tokens guessed and checked
+  int64_t accepted_draft_tokens = 0;  // of those, the ones the model agreed with
 };
 
 struct TopLogprob {
@@ -106,7 +113,7 @@ class KVState {
 struct PipelineOptions {
   int threads = 0;                      // 0: one per physical core
   std::string sliding_window = "auto";  // auto (as config.json), off, or a window size
-  std::string kv_cache_dtype = "f32";   // f32 (exact) or f16 (half the memory)
+  std::string kv_cache_dtype = "f32";   // f32 (exact), f16 (half the memory) or q8 (about a quarter)
   // Set: a Hugging Face folder is converted with these options (like OpenVINO's CACHE_DIR, the
   // result is cached under cache_dir, keyed by the source files and options; later loads reuse it).
   std::optional<ConvertOptions> convert;

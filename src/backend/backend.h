@@ -56,7 +56,7 @@ class Backend {
 
 struct BackendOptions {
   int threads = 0;      // CPU threads; 0: one per physical core
-  bool kv_f16 = false;  // fp16 KV cache
+  model::KVCacheType kv_type = model::KVCacheType::F32;
 };
 
 // "cpu" or "auto" (today: the CPU; a GPU when a GPU backend is built in and the model fits).

@@ -41,9 +41,10 @@ int run_perplexity(EvalArgs& a) {
 
 int run_compare(EvalArgs& a) {
   Pipeline pipe = load_pipeline(a.model);
-  ModelArgs ref_args = a.model;  // same threads and window; the reference is loaded as given
-  ref_args.model = a.reference;
+  ModelArgs ref_args = a.model;  // same threads and window; the reference is loaded as given,
+  ref_args.model = a.reference;  // with the exact (f32) KV cache
   ref_args.weight_format.reset();
+  ref_args.pipeline.kv_cache_dtype = "f32";
   Pipeline ref = load_pipeline(ref_args);
   const auto ids = ref.tokenizer().encode(read_text_file(a.file), true);
   const CompareResult r = compare(pipe, ref, ids, a.eval);

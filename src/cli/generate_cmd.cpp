@@ -57,13 +57,18 @@ int run_generate(GenerateArgs& a) {
                  {{"prompt_tokens", r.stats.prompt_tokens},
                   {"generated_tokens", r.stats.generated_tokens},
                   {"ttft_ms", r.stats.ttft_ms},
-                  {"decode_tokens_per_s", r.stats.decode_tokens_per_s}}}});
+                  {"decode_tokens_per_s", r.stats.decode_tokens_per_s},
+                  {"draft_tokens", r.stats.draft_tokens},
+                  {"accepted_draft_tokens", r.stats.accepted_draft_tokens}}}});
   } else {
     std::printf("\n");
     std::fflush(stdout);  // the text's last line before the stats on stderr
     std::fprintf(stderr, "[%lld prompt tokens, %lld generated, first token %.1f ms, %.2f tokens/s, stop: %s]\n",
                  static_cast<long long>(r.stats.prompt_tokens), static_cast<long long>(r.stats.generated_tokens),
                  r.stats.ttft_ms, r.stats.decode_tokens_per_s, r.finish_reason.c_str());
+    if (r.stats.draft_tokens > 0)
+      std::fprintf(stderr, "[speculative: %lld of %lld draft tokens accepted]\n",
+                   static_cast<long long>(r.stats.accepted_draft_tokens), static_cast<long long>(r.stats.draft_tokens));
   }
   return 0;
 }

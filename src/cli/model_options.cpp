@@ -54,7 +54,7 @@ void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("--threads", a.pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
   app->add_option("--sliding-window", a.pipeline.sliding_window, "Attention window: auto (as config.json), off, or a number of keys")
       ->capture_default_str();
-  app->add_option("--kv-cache", a.pipeline.kv_cache_dtype, "KV cache precision: f32 (exact) or f16")->capture_default_str();
+  app->add_option("--kv-cache", a.pipeline.kv_cache_dtype, "KV cache precision: f32 (exact), f16 or q8 (int8 with a scale per head and position)")->capture_default_str();
   app->add_option("--weight-format", a.weight_format,
                   "Convert a Hugging Face folder on the fly: fp32, fp16, bf16, int8 or int4 (cached under --cache-dir)");
   add_quantization_options(app, a.convert, a.group_size, a.sym, a.asym);
@@ -74,6 +74,16 @@ void add_generation_options(CLI::App* app, GenerationConfig& gen, bool& do_sampl
       ->capture_default_str();
   app->add_option("--stop", gen.stop_strings, "Stop when the text contains this string (repeatable)");
   app->add_option("--seed", gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+  add_speculative_options(app, gen.draft_tokens);
+}
+
+void add_speculative_options(CLI::App* app, int& draft_tokens) {
+  app->add_option_function<std::string>(
+         "--speculative", [&draft_tokens](const std::string&) { if (draft_tokens == 0) draft_tokens = 4; },
+         "Speculative decoding: ngram (prompt lookup: drafts copied from earlier text, checked in one pass; greedy "
+         "output unchanged)")
+      ->check(CLI::IsMember({"ngram"}));
+  app->add_option("--draft-tokens", draft_tokens, "Draft tokens per step for --speculative (default 4; max 32)");
 }
 
 void add_grammar_options(CLI::App* app, GrammarArgs& args) {

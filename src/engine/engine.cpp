@@ -9,6 +9,9 @@
 namespace phinfer {
 namespace {
 
+constexpr int kMaxDraftTokens = 32;  // speculative decoding: most draft tokens a request may ask for
+constexpr int64_t kDraftNgram = 3;   // longest suffix looked up for a draft
+
 double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -37,6 +40,9 @@ Engine::RequestId Engine::Impl::add(GenerationRequest req) {
   KVState* state = req.state;
   if (prompt.empty()) throw Error("the prompt is empty: give at least one token");
   if (gc.max_new_tokens < 0) throw Error("max_new_tokens must be >= 0, found " + std::to_string(gc.max_new_tokens));
+  if (gc.draft_tokens < 0 || gc.draft_tokens > kMaxDraftTokens)
+    throw Error("draft_tokens must be in [0, " + std::to_string(kMaxDraftTokens) + "], found " +
+                std::to_string(gc.draft_tokens));
   if (static_cast<int64_t>(prompt.size()) > context)
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
                 std::to_string(context) + " (max_position_embeddings)");
@@ -112,6 +118,8 @@ void Engine::Impl::publish_counts() {
   counters.reused_prompt_tokens = reused;
   counters.prefix_cache_bytes = prefix_cache_used;
   counters.processed_tokens = processed;
+  counters.draft_tokens = drafted;
+  counters.accepted_draft_tokens = accepted_drafts;
   ++counters.steps;
 }
 
@@ -233,11 +241,26 @@ void Engine::Impl::schedule() {
     if (r.cache->length() > 0 && r.cache->table() != table)
       r.cache->truncate(0);  // the crossing: recompute the whole sequence with the new table
     r.table = table;
+    r.draft.clear();
     if (r.pending() == 1) {
       r.row_begin = r.cache->length();
       r.row_count = 1;
+      if (r.config.draft_tokens > 0 && !r.constraint) {  // drafts would bypass the grammar's mask
+        // Room: the budget, the reserved positions, the tokens still allowed, and no LongRoPE
+        // table change inside the rows (plain decoding would switch tables between them).
+        const int64_t n = static_cast<int64_t>(r.tokens.size());
+        int64_t limit = std::min<int64_t>({r.config.draft_tokens, budget - 1, r.capacity - n,
+                                           r.config.max_new_tokens - static_cast<int64_t>(r.result.output_ids.size()) - 1});
+        while (limit > 0 && backend->model().table_for_length(n + limit) != table) --limit;
+        if (limit > 0) propose_draft(r, limit);
+        if (!r.draft.empty()) {
+          r.rows.assign(1, r.tokens.back());
+          r.rows.insert(r.rows.end(), r.draft.begin(), r.draft.end());
+          r.row_count = static_cast<int64_t>(r.rows.size());
+        }
+      }
       scheduled.push_back(&r);
-      --budget;
+      budget -= r.row_count;
     } else if (!prefill) {
       prefill = &r;
     }
@@ -249,8 +272,26 @@ void Engine::Impl::schedule() {
     scheduled.push_back(&r);
   }
   for (Request* r : scheduled) {
-    r->wants_logits = r->row_begin + r->row_count == static_cast<int64_t>(r->tokens.size());
-    r->logit_row = r->row_count - 1;
+    r->logit_rows.clear();
+    if (!r->draft.empty()) {
+      for (int64_t i = 0; i < r->row_count; ++i) r->logit_rows.push_back(i);
+    } else if (r->row_begin + r->row_count == static_cast<int64_t>(r->tokens.size())) {
+      r->logit_rows.push_back(r->row_count - 1);
+    }
+  }
+}
+
+void Engine::Impl::propose_draft(Request& r, int64_t limit) const {
+  // The longest suffix of 3, 2 or 1 tokens that occurred before; its latest occurrence wins.
+  const std::vector<int32_t>& t = r.tokens;
+  const int64_t n = static_cast<int64_t>(t.size());
+  for (int64_t len = std::min<int64_t>(kDraftNgram, n - 1); len >= 1; --len) {
+    for (int64_t at = n - len - 1; at >= 0; --at) {
+      if (!std::equal(t.begin() + at, t.begin() + at + len, t.end() - len)) continue;
+      const int64_t from = at + len, count = std::min(limit, n - from);
+      r.draft.assign(t.begin() + from, t.begin() + from + count);
+      return;
+    }
   }
 }
 
@@ -258,18 +299,19 @@ void Engine::Impl::run_batch() {
   entries.clear();
   for (Request* r : scheduled)
     entries.push_back({r->cache.get(), r->table,
-                       std::span<const int32_t>(r->tokens).subspan(static_cast<size_t>(r->row_begin),
-                                                                   static_cast<size_t>(r->row_count)),
-                       std::span<const int64_t>(&r->logit_row, r->wants_logits ? 1 : 0)});
+                       r->draft.empty() ? std::span<const int32_t>(r->tokens).subspan(static_cast<size_t>(r->row_begin),
+                                                                                      static_cast<size_t>(r->row_count))
+                                        : std::span<const int32_t>(r->rows),
+                       std::span<const int64_t>(r->logit_rows)});
   const size_t vocab = static_cast<size_t>(pipe.model->config().vocab_size);
   try {
     std::span<const float> logits = backend->forward(entries);
     for (const auto& e : entries) processed += e.tokens.size();
     size_t at = 0;
     for (Request* r : scheduled) {
-      if (!r->wants_logits) continue;
-      accept_logits(*r, logits.subspan(at, vocab));
-      at += vocab;
+      const size_t n = r->logit_rows.size() * vocab;
+      if (n) accept_logits(*r, logits.subspan(at, n));
+      at += n;
     }
   } catch (const Error& e) {
     if (entries.size() == 1) {
@@ -321,19 +363,45 @@ void Engine::Impl::deliver(Request& r, int32_t id, const std::string& text, cons
 }
 
 void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
-  const auto now = Clock::now();
-  int32_t id = -1;
-  try {
-    std::span<const uint64_t> allowed;
-    if (r.constraint) allowed = r.constraint->allowed();
-    id = r.sampler->next(logits, r.tokens, static_cast<size_t>(r.prompt_length), allowed);
-    if (r.constraint) r.constraint->accept(id);
-  } catch (const Error& e) {
-    // This request alone fails (a hostile grammar's limits); the others in the batch go on.
-    r.error = e.what();
-    r.finished = true;
+  const auto prompt_length = static_cast<size_t>(r.prompt_length);
+  if (r.draft.empty()) {
+    int32_t id = -1;
+    try {
+      std::span<const uint64_t> allowed;
+      if (r.constraint) allowed = r.constraint->allowed();
+      id = r.sampler->next(logits, r.tokens, prompt_length, allowed);
+      if (r.constraint) r.constraint->accept(id);
+    } catch (const Error& e) {
+      // This request alone fails (a hostile grammar's limits); the others in the batch go on.
+      r.error = e.what();
+      r.finished = true;
+      return;
+    }
+    accept_token(r, id, logits);
     return;
   }
+  // Row i holds the logits after draft token i (row 0: after the last real token). Each agreed
+  // draft token is the token plain decoding would have produced there, so go on; the first
+  // disagreement gives the model's own token, and the rows after it are void.
+  const size_t vocab = logits.size() / r.rows.size();
+  for (size_t i = 0; i < r.rows.size() && !r.finished; ++i) {
+    const auto row = logits.subspan(i * vocab, vocab);
+    const bool has_draft = i < r.draft.size();
+    const int32_t id = has_draft ? r.sampler->next_with_draft(row, r.tokens, prompt_length, r.draft[i])
+                                 : r.sampler->next(row, r.tokens, prompt_length);
+    accept_token(r, id, row);
+    if (!has_draft || id != r.draft[i]) break;
+    ++r.result.stats.accepted_draft_tokens;
+    ++accepted_drafts;
+  }
+  r.result.stats.draft_tokens += static_cast<int64_t>(r.draft.size());
+  drafted += r.draft.size();
+  // Keep the keys and values of the tokens that stand: the last token and the agreed drafts.
+  r.cache->truncate(std::min<int64_t>(r.cache->length(), static_cast<int64_t>(r.tokens.size()) - 1));
+}
+
+void Engine::Impl::accept_token(Request& r, int32_t id, std::span<const float> logits) {
+  const auto now = Clock::now();
   ++generated;
   r.result.output_ids.push_back(id);
   r.tokens.push_back(id);
@@ -468,7 +536,7 @@ Engine::Engine(const Pipeline& pipeline, const EngineOptions& options) {
   const Pipeline::Impl& p = *pipeline.impl();
   backend::BackendOptions bo;
   bo.threads = options.threads > 0 ? options.threads : p.options.threads;
-  bo.kv_f16 = p.options.kv_cache_dtype == "f16";
+  bo.kv_type = model::parse_kv_cache_type(p.options.kv_cache_dtype);
   auto be = backend::create_backend(p.options.device, p.model, bo);
   impl_ = std::make_unique<Impl>(p, *be, options);
   impl_->owned_backend = std::move(be);

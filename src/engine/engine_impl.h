@@ -45,11 +45,12 @@ struct Engine::Impl {
     bool finished = false;
     std::string error;
     Clock::time_point start, last_token;
-    // This step's rows: tokens [row_begin, row_begin + row_count) of `tokens`.
+    // This step's rows: tokens [row_begin, row_begin + row_count) of `tokens`, or, when drafting,
+    // the last token and the draft (`rows`).
     int64_t row_begin = 0, row_count = 0;
     model::RopeTable table = model::RopeTable::Short;
-    int64_t logit_row = 0;                         // the last row, when logits are wanted
-    bool wants_logits = false;
+    std::vector<int64_t> logit_rows;               // rows whose logits are wanted (the last, or all when drafting)
+    std::vector<int32_t> draft, rows;              // speculative decoding (prompt lookup)
 
     // Tokens still to run before the next sample: 1 when decoding, more while reading the prompt
     // (or recomputing it after a LongRoPE crossing).
@@ -79,6 +80,7 @@ struct Engine::Impl {
   RequestId next_id = 1;
   Stats counters;
   std::atomic<uint64_t> generated{0};  // tokens sampled (read by stats() without the step's lock)
+  uint64_t drafted = 0, accepted_drafts = 0;  // speculative decoding (engine thread)
   uint64_t processed = 0;              // rows run (engine thread)
 
   // Owned by the engine thread.
@@ -104,7 +106,12 @@ struct Engine::Impl {
   void keep_prefix(std::vector<int32_t> tokens, std::unique_ptr<backend::SequenceCache> cache);
   void schedule();
   void run_batch();
+  // Samples this step's token(s) from the request's logit rows: one, or when drafting, the draft
+  // tokens the model agrees with and one more.
   void accept_logits(Request& r, std::span<const float> logits);
+  void accept_token(Request& r, int32_t id, std::span<const float> logits);
+  // Up to `limit` tokens that followed the latest earlier occurrence of the sequence's last tokens.
+  void propose_draft(Request& r, int64_t limit) const;
   // Delivers released text to the request's callbacks; false when one of them asked to stop.
   void deliver(Request& r, int32_t id, const std::string& text, const TokenLogprobs* lp);
   void finish(Request& r);

@@ -42,8 +42,7 @@ Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
 Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineOptions& options) {
   if (options.threads < 0 || options.threads > 1024)
     throw Error("threads: expected 0 (auto) to 1024, found " + std::to_string(options.threads));
-  if (options.kv_cache_dtype != "f32" && options.kv_cache_dtype != "f16")
-    throw Error("KV cache type: expected f32 or f16, found '" + options.kv_cache_dtype + "'");
+  model::parse_kv_cache_type(options.kv_cache_dtype);  // before any work
   backend::check_device(options.device);  // before any work
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -80,7 +79,7 @@ Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineO
   }
   backend::BackendOptions bo;
   bo.threads = options.threads;
-  bo.kv_f16 = options.kv_cache_dtype == "f16";
+  bo.kv_type = model::parse_kv_cache_type(options.kv_cache_dtype);
   impl->backend = backend::create_backend(options.device, impl->model, bo);
   impl->engine = std::make_unique<Engine::Impl>(*impl, *impl->backend, EngineOptions{});
   return Pipeline(std::move(impl));

@@ -32,18 +32,8 @@ int32_t Sampler::argmax(std::span<const float> logits) {
 
 double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
-                      std::span<const uint64_t> allowed) {
-  if (!allowed.empty()) {
-    // Masked ids get -inf: no penalty, temperature or truncation below can bring them back.
-    masked_.assign(logits.size(), -std::numeric_limits<float>::infinity());
-    for (size_t w = 0; w < allowed.size() && w * 64 < masked_.size(); ++w)
-      for (uint64_t bits = allowed[w]; bits; bits &= bits - 1) {
-        const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(bits));
-        if (i < masked_.size()) masked_[i] = logits[i];
-      }
-    logits = masked_;
-  }
+std::span<const float> Sampler::penalize(std::span<const float> logits, std::span<const int32_t> history,
+                                        size_t prompt_length) {
   const bool additive = params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0;
   if ((params_.repetition_penalty != 1.0 && !history.empty()) || additive) penalized_.assign(logits.begin(), logits.end());
   if (params_.repetition_penalty != 1.0 && !history.empty()) {
@@ -72,7 +62,10 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
     }
   }
   if (additive) logits = penalized_;
-  if (!params_.do_sample) return argmax(logits);
+  return logits;
+}
+
+void Sampler::distribution(std::span<const float> logits) {
   // Temperature, then keep the top_k, then the smallest prefix whose probability reaches top_p.
   candidates_.clear();
   candidates_.reserve(logits.size());
@@ -92,45 +85,84 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
   }
   candidates_.resize(keep);
   const float mx = candidates_.front().first;
-  std::vector<double> probs(keep);
+  probs_.resize(keep);
   double sum = 0;
-  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp(static_cast<double>(candidates_[i].first - mx));
-  for (auto& p : probs) p /= sum;
+  for (size_t i = 0; i < keep; ++i) sum += probs_[i] = std::exp(static_cast<double>(candidates_[i].first - mx));
+  for (auto& p : probs_) p /= sum;
   if (params_.top_p < 1.0) {
     // HF removes tokens whose cumulative probability (ascending order) is <= 1 - top_p; the best always stays.
     double cum = 0;
     size_t cut = keep;
     for (size_t i = 0; i < keep; ++i) {
-      cum += probs[i];
+      cum += probs_[i];
       if (cum >= params_.top_p) {
         cut = i + 1;
         break;
       }
     }
-    probs.resize(cut);
+    probs_.resize(cut);
     double s = 0;
-    for (double p : probs) s += p;
-    for (auto& p : probs) p /= s;
+    for (double p : probs_) s += p;
+    for (auto& p : probs_) p /= s;
   }
   if (params_.min_p > 0) {
     // HF MinPLogitsWarper (after top_p): drop tokens below min_p times the best probability.
-    const double threshold = params_.min_p * probs.front();
+    const double threshold = params_.min_p * probs_.front();
     size_t cut = 1;
-    while (cut < probs.size() && probs[cut] >= threshold) ++cut;
-    probs.resize(cut);
+    while (cut < probs_.size() && probs_[cut] >= threshold) ++cut;
+    probs_.resize(cut);
     double s = 0;
-    for (double p : probs) s += p;
-    for (auto& p : probs) p /= s;
+    for (double p : probs_) s += p;
+    for (auto& p : probs_) p /= s;
   }
+}
+
+int32_t Sampler::draw() {
   double u = uniform(), acc = 0;
-  for (size_t i = 0; i < probs.size(); ++i) {
-    acc += probs[i];
+  for (size_t i = 0; i < probs_.size(); ++i) {
+    acc += probs_[i];
     if (u < acc) return candidates_[i].second;
   }
   // Rounding left u past the sum: the last candidate that can be chosen (a masked one has p = 0).
-  size_t last = probs.size() - 1;
-  while (last > 0 && probs[last] <= 0) --last;
+  size_t last = probs_.size() - 1;
+  while (last > 0 && probs_[last] <= 0) --last;
   return candidates_[last].second;
+}
+
+int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
+                      std::span<const uint64_t> allowed) {
+  if (!allowed.empty()) {
+    // Masked ids get -inf: no penalty, temperature or truncation below can bring them back.
+    masked_.assign(logits.size(), -std::numeric_limits<float>::infinity());
+    for (size_t w = 0; w < allowed.size() && w * 64 < masked_.size(); ++w)
+      for (uint64_t bits = allowed[w]; bits; bits &= bits - 1) {
+        const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        if (i < masked_.size()) masked_[i] = logits[i];
+      }
+    logits = masked_;
+  }
+  logits = penalize(logits, history, prompt_length);
+  if (!params_.do_sample) return argmax(logits);
+  distribution(logits);
+  return draw();
+}
+
+int32_t Sampler::next_with_draft(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
+                                 int32_t draft) {
+  logits = penalize(logits, history, prompt_length);
+  if (!params_.do_sample) return argmax(logits);
+  distribution(logits);
+  size_t at = 0;
+  while (at < probs_.size() && candidates_[at].second != draft) ++at;
+  if (at < probs_.size()) {
+    const double p = probs_[at];
+    if (uniform() < p) return draft;  // p == 1 (the only token left) always accepts
+    // Rejected: the residual max(0, p - q) with q the draft's point mass is p without the draft.
+    probs_.erase(probs_.begin() + static_cast<std::ptrdiff_t>(at));
+    candidates_.erase(candidates_.begin() + static_cast<std::ptrdiff_t>(at));
+    for (auto& x : probs_) x /= 1.0 - p;
+  }
+  return draw();
 }
 
 }  // namespace phinfer::generate

@@ -30,15 +30,28 @@ class Sampler {
   // (a grammar's mask; at least one must be set).
   int32_t next(std::span<const float> logits, std::span<const int32_t> history = {}, size_t prompt_length = 0,
                std::span<const uint64_t> allowed = {});
+  // Speculative decoding's acceptance rule for a deterministic draft token (prompt lookup): returns
+  // `draft` with probability p(draft) under this sampler's distribution p (for greedy: when it is
+  // the argmax), else a token drawn from p with the draft taken out and the rest renormalized. The
+  // token returned therefore follows p exactly; whether the draft was accepted is `result == draft`.
+  int32_t next_with_draft(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
+                          int32_t draft);
 
   static int32_t argmax(std::span<const float> logits);  // lowest id on ties
 
  private:
   double uniform();  // [0, 1), the same sequence on every platform for a seed
+  // Applies the penalties; returns the logits to choose from (logits itself or penalized_).
+  std::span<const float> penalize(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length);
+  // Sampling only: candidates_[i] and probs_[i] for the tokens that stay after temperature, top_k,
+  // top_p and min_p, most likely first.
+  void distribution(std::span<const float> logits);
+  int32_t draw();  // from probs_
 
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<double> probs_;
   std::vector<float> penalized_;
   std::vector<float> masked_;
   std::vector<int32_t> generated_;

@@ -1,7 +1,14 @@
 #pragma once
 // The keys and values of one token stream, per layer laid out [kv head][capacity][head_dim] (one
-// head's keys are contiguous: attention streams them), in fp32 or fp16.
+// head's keys are contiguous: attention streams them), in one of three precisions:
+//   f32: exact.
+//   f16: IEEE half per value (half the memory).
+//   q8:  per (layer, kv head, position) row of head_dim values: int8 codes q[i] and one fp32 scale s,
+//        value = s * q[i], s = max|x| / 127, q[i] = round(x[i] / s) (symmetric, no zero point); a
+//        quarter of f32's memory plus 4 bytes per row. Scales live in their own [kv head][capacity]
+//        array per layer, beside the codes.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "phinfer/config.h"
@@ -11,22 +18,31 @@ namespace phinfer::model {
 // Which LongRoPE frequency table a forward call uses (always Short without LongRoPE).
 enum class RopeTable { Short, Long };
 
+enum class KVCacheType { F32, F16, Q8 };
+// "f32", "f16" or "q8"; throws phinfer::Error naming the accepted names for anything else.
+KVCacheType parse_kv_cache_type(const std::string& name);
+const char* kv_cache_type_name(KVCacheType type);
+
 struct KVCache {
-  bool f16 = false;
+  KVCacheType type = KVCacheType::F32;
   int64_t layers = 0, kv_heads = 0, head_dim = 0;
-  std::vector<std::vector<float>> k, v;
-  std::vector<std::vector<uint16_t>> k16, v16;
+  std::vector<std::vector<float>> k, v;          // f32
+  std::vector<std::vector<uint16_t>> k16, v16;   // f16
+  std::vector<std::vector<int8_t>> k8, v8;       // q8 codes
+  std::vector<std::vector<float>> k_scale, v_scale;  // q8 scales, [kv head][capacity]
   int64_t length = 0;    // positions [0, length) hold keys and values
   int64_t capacity = 0;  // positions with memory
   RopeTable table = RopeTable::Short;  // the table the cached keys were rotated with
 
   KVCache() = default;
-  KVCache(const ModelConfig& config, bool f16);
+  KVCache(const ModelConfig& config, KVCacheType type);
   // A copy of the first `length` positions of `other`, with room for `capacity` positions.
   KVCache(const KVCache& other, int64_t length, int64_t capacity);
   // Bytes of keys and values one position takes over all layers.
-  static uint64_t bytes_per_position(const ModelConfig& config, bool f16);
-  uint64_t bytes() const { return static_cast<uint64_t>(capacity) * bytes_per_position(layers, kv_heads, head_dim, f16); }
+  static uint64_t bytes_per_position(const ModelConfig& config, KVCacheType type);
+  uint64_t bytes() const {
+    return static_cast<uint64_t>(capacity) * bytes_per_position(layers, kv_heads, head_dim, type);
+  }
 
   // Room for `positions` tokens; growing keeps the first `length` positions.
   void reserve(int64_t positions);
@@ -35,12 +51,12 @@ struct KVCache {
   // key and value: [kv_heads * head_dim] of one position.
   void store(int layer, int64_t pos, const float* key, const float* value);
   // Positions [pos, pos + count) of one kv head as fp32 rows of head_dim (a pointer into the
-  // cache for fp32, else converted into `scratch`, which must hold count * head_dim floats).
+  // cache for f32, else converted into `scratch`, which must hold count * head_dim floats).
   const float* keys(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const;
   const float* values(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const;
 
  private:
-  static uint64_t bytes_per_position(int64_t layers, int64_t kv_heads, int64_t head_dim, bool f16);
+  static uint64_t bytes_per_position(int64_t layers, int64_t kv_heads, int64_t head_dim, KVCacheType type);
 };
 
 }  // namespace phinfer::model

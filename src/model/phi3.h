@@ -62,7 +62,7 @@ class Phi3Model {
   std::optional<int64_t> sliding_window() const { return window_; }
   // The table HF uses for a forward call whose highest position is total_length - 1.
   RopeTable table_for_length(int64_t total_length) const;
-  KVCache new_cache(bool f16 = false) const { return KVCache(config(), f16); }
+  KVCache new_cache(KVCacheType type = KVCacheType::F32) const { return KVCache(config(), type); }
 
   // Runs every row of the batch, appends each row's keys/values to its sequence's cache, and
   // writes logits [batch.logit_rows.size(), vocab] into acts.logits. A sequence whose cache was

@@ -6,8 +6,8 @@
 
 namespace phinfer::model {
 
-Sequence::Sequence(const Phi3Model& model, kernels::ThreadPool& pool, bool kv_f16)
-    : model_(&model), pool_(&pool), cache_(model.new_cache(kv_f16)), acts_(model.config(), 1, 1) {}
+Sequence::Sequence(const Phi3Model& model, kernels::ThreadPool& pool, KVCacheType kv_type)
+    : model_(&model), pool_(&pool), cache_(model.new_cache(kv_type)), acts_(model.config(), 1, 1) {}
 
 void Sequence::reset() {
   cache_.clear();

@@ -15,7 +15,7 @@ namespace phinfer::model {
 
 class Sequence {
  public:
-  Sequence(const Phi3Model& model, kernels::ThreadPool& pool, bool kv_f16 = false);
+  Sequence(const Phi3Model& model, kernels::ThreadPool& pool, KVCacheType kv_type = KVCacheType::F32);
 
   // Appends tokens and returns the logits of the last one ([vocab]). planned_length: the length the
   // sequence will reach in this prefill when it is fed in chunks, so every chunk uses the LongRoPE

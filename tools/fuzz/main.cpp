@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "how long to run");
   app.add_option("--seed", seed, "first seed (default random; printed)");
   app.add_option("--inputs", max_inputs, "stop after this many inputs");
-  app.add_option("--per-input-seconds", per_input, "an input running longer is a hang");
+  app.add_option("--per-input-seconds", per_input, "an input using more CPU time (or 10 times as long in all) is a hang");
   app.add_option("--out", out, "folder for failing inputs");
   app.add_option("--shared", shared, "the shared test data folder (seeds)");
   app.add_option("--replay", replay_dir, "run one saved input folder and report its outcome");

@@ -36,10 +36,10 @@ class CpuBackend final : public Backend {
   std::string device() const override { return "cpu"; }
   const model::Phi3Model& model() const override { return *model_; }
   std::unique_ptr<SequenceCache> new_cache() override {
-    return std::make_unique<CpuCache>(model_->new_cache(options_.kv_f16));
+    return std::make_unique<CpuCache>(model_->new_cache(options_.kv_type));
   }
   uint64_t cache_bytes_per_position() const override {
-    return model::KVCache::bytes_per_position(model_->config(), options_.kv_f16);
+    return model::KVCache::bytes_per_position(model_->config(), options_.kv_type);
   }
 
   std::span<const float> forward(std::span<const BatchEntry> entries) override {
