@@ -140,8 +140,12 @@ item ::= [0-9] | "\"" [a-zé]{1,3} "\"")");
   auto parsed = nlohmann::json::parse(r.text);
   ASSERT_TRUE(parsed.is_array());
   EXPECT_EQ(parsed.size(), 3u);
-  // The same request again is the same text (greedy), from the mask cache this time.
+  // The same request again is the same text (greedy), from the mask cache this time; speculative
+  // drafts are not taken under a grammar, so asking for them changes nothing.
   EXPECT_EQ(pipe.generate("List:", gc).text, r.text);
+  gc.draft_tokens = 4;
+  EXPECT_EQ(pipe.generate("List:", gc).text, r.text);
+  gc.draft_tokens = 0;
   // Cut short: "length", and the text is a prefix of a match.
   gc.max_new_tokens = 2;
   const GenerationResult cut = pipe.generate("List:", gc);
