@@ -2,10 +2,11 @@
 # Installs the Debian packages phinfer needs to build and test. Idempotent: does nothing when all are present.
 set -euo pipefail
 # libcpp-httplib-dev: the HTTP server of `phinfer serve` (header only); nodejs/npm: the server's tests
-# drive it with the official openai client (scripts/install-npm.sh).
+# drive it with the official openai client (scripts/install-npm.sh). python3-jsonschema: the independent
+# validator of constrained-decoding outputs (tests/grammar/validate_json_outputs.py).
 # pybind11-dev, python3-dev: the Python module (bindings/python); python3-numpy, python3-pytest: its tests.
 packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
-          libcpp-httplib-dev pybind11-dev python3-dev python3-numpy python3-pytest)
+          libcpp-httplib-dev pybind11-dev python3-dev python3-numpy python3-pytest python3-jsonschema)
 # libjansson-dev: the C API test (tests/c_api) reads the goldens' JSON from C.
 packages+=(libjansson-dev)
 missing=()

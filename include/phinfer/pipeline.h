@@ -16,6 +16,7 @@
 #include "phinfer/config.h"
 #include "phinfer/convert.h"
 #include "phinfer/export.h"
+#include "phinfer/grammar.h"
 #include "phinfer/tokenizer.h"
 
 namespace phinfer {
@@ -49,6 +50,9 @@ struct GenerationConfig {
   // Stop when the generated text contains one of these (matched across token boundaries); the stop
   // text itself is neither streamed nor returned.
   std::vector<std::string> stop_strings;
+  // The generated text must match this grammar (phinfer/grammar.h), in Pipeline::generate and the
+  // Engine (a Generator refuses it); ignore_eos cannot be combined.
+  std::optional<Grammar> grammar;
   // Speculative decoding by prompt lookup: each step guesses up to this many next tokens from the
   // last place the latest tokens occurred before (in the prompt or the output) and checks them in
   // the same forward pass. Greedy output is exactly plain decoding's; sampled output follows the

@@ -51,6 +51,10 @@ class PHINFER_API Tokenizer {
   std::optional<int32_t> token_to_id(std::string_view token) const;  // vocabulary or added token
   std::string id_to_token(int32_t id) const;        // raw vocabulary string ("▁Hello", "<0x0A>")
   bool is_special(int32_t id) const;                // an added token flagged special
+  // The bytes token `id` adds to decoded text, before UTF-8 validation: "<0x0A>" is "\n", "▁the"
+  // " the", a byte-level token its bytes (maybe part of a character). at_start: as the first token
+  // of a decode (the decoder may strip a leading space). Throws phinfer::Error for unknown ids.
+  std::string token_bytes(int32_t id, bool at_start = false) const;
   std::optional<int32_t> bos_id() const;            // from tokenizer_config.json bos_token
   std::optional<int32_t> eos_id() const;            // from tokenizer_config.json eos_token
   std::string bos_token() const;                    // text, "" if none

@@ -36,6 +36,7 @@ struct ChatArgs {
   int64_t context = 0;
   GenerationConfig gen;
   bool do_sample = false;
+  GrammarArgs grammar;
 };
 
 const char* kHelp =
@@ -203,6 +204,7 @@ int run_chat(ChatArgs& a) {
   }
   ChatSession chat(pipe, a.system, a.context);
   a.gen.do_sample = a.do_sample;
+  apply_grammar_options(a.grammar, a.gen);
 
   if (interactive) {
     // Ctrl-C stops the answer (or clears the line at a prompt) instead of ending the program.
@@ -299,6 +301,7 @@ Command add_chat(CLI::App& root) {
   app->add_option("--context", a->context, "Context limit in tokens (0 = the model's max_position_embeddings)")
       ->capture_default_str();
   add_generation_options(app, a->gen, a->do_sample);
+  add_grammar_options(app, a->grammar);
   return {app, [a] { return run_chat(*a); }};
 }
 

@@ -26,6 +26,7 @@ Command add_convert(CLI::App& root);
 Command add_perplexity(CLI::App& root);
 Command add_compare(CLI::App& root);
 Command add_bench(CLI::App& root);
+Command add_bench_grammar(CLI::App& root);
 Command add_verify(CLI::App& root);
 Command add_serve(CLI::App& root);
 

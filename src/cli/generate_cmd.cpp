@@ -15,14 +15,16 @@ struct GenerateArgs {
   std::optional<std::string> prompt, prompt_ids, system;
   bool chat = false, json = false, do_sample = false, full_text = false;
   GenerationConfig gen;
+  GrammarArgs grammar;
 };
 
 int run_generate(GenerateArgs& a) {
   if (a.prompt.has_value() == a.prompt_ids.has_value()) throw Error("give exactly one of -p/--prompt and --prompt-ids");
   if (a.chat && a.prompt_ids) throw Error("--chat formats a text prompt; it cannot be combined with --prompt-ids");
   if (a.system && !a.chat) throw Error("--system needs --chat");
-  Pipeline pipe = load_pipeline(a.model);
   GenerationConfig gen = a.gen;
+  apply_grammar_options(a.grammar, gen);  // before loading: a bad grammar file fails fast
+  Pipeline pipe = load_pipeline(a.model);
   gen.do_sample = a.do_sample;
   gen.return_full_text = a.full_text;
 
@@ -87,6 +89,7 @@ Command add_generate(CLI::App& root) {
   app->add_flag("--chat", args->chat, "Format the prompt as a user message with the model's chat template");
   app->add_option("--system", args->system, "System message (with --chat)");
   add_generation_options(app, args->gen, args->do_sample);
+  add_grammar_options(app, args->grammar);
   app->add_flag("--full-text", args->full_text, "Include the prompt in the returned text (return_full_text)");
   app->add_flag("--json", args->json, "Print one JSON object at the end instead of streaming");
   return {app, [args] { return run_generate(*args); }};

@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "format/file_io.h"
 #include "format/native_file.h"
+#include "grammar/gbnf.h"
 #include "phinfer/error.h"
 
 namespace phinfer::cli {
@@ -82,6 +84,22 @@ void add_speculative_options(CLI::App* app, int& draft_tokens) {
          "output unchanged)")
       ->check(CLI::IsMember({"ngram"}));
   app->add_option("--draft-tokens", draft_tokens, "Draft tokens per step for --speculative (default 4; max 32)");
+}
+
+void add_grammar_options(CLI::App* app, GrammarArgs& args) {
+  auto* schema = app->add_option("--json-schema", args.json_schema,
+                                 "The output is JSON valid under this JSON Schema file (generation ends where it is complete)");
+  auto* gbnf = app->add_option("--grammar", args.gbnf, "The output matches this GBNF grammar file (llama.cpp's form)");
+  auto* object = app->add_flag("--json-object", args.json_object, "The output is one JSON object");
+  schema->excludes(gbnf)->excludes(object);
+  gbnf->excludes(object);
+}
+
+void apply_grammar_options(const GrammarArgs& args, GenerationConfig& gen) {
+  if (args.json_schema)
+    gen.grammar = Grammar::from_json_schema(format::read_whole_file(*args.json_schema, grammar::kMaxGrammarBytes), *args.json_schema);
+  if (args.gbnf) gen.grammar = Grammar::from_gbnf(format::read_whole_file(*args.gbnf, grammar::kMaxGrammarBytes), *args.gbnf);
+  if (args.json_object) gen.grammar = Grammar::any_json_object();
 }
 
 Pipeline load_pipeline(ModelArgs& a) {

@@ -24,6 +24,14 @@ struct ModelArgs {
 void add_model_options(CLI::App* app, ModelArgs& args);
 // The generation flags generate and chat share (max tokens, sampling, stop strings, seed).
 void add_generation_options(CLI::App* app, GenerationConfig& gen, bool& do_sample);
+// --json-schema FILE, --grammar FILE, --json-object: constrained output (generate and chat).
+struct GrammarArgs {
+  std::optional<std::string> json_schema, gbnf;
+  bool json_object = false;
+};
+void add_grammar_options(CLI::App* app, GrammarArgs& args);
+// Reads and compiles the grammar the flags ask for into gen.grammar (errors name the file).
+void apply_grammar_options(const GrammarArgs& args, GenerationConfig& gen);
 // --speculative ngram and --draft-tokens (generate, chat, serve).
 void add_speculative_options(CLI::App* app, int& draft_tokens);
 // Adds the conversion flags shared by `convert` and the on-the-fly path (not the format itself).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "grammar/grammar_impl.h"
 #include "phinfer/error.h"
 
 namespace phinfer {
@@ -54,6 +55,9 @@ Engine::RequestId Engine::Impl::add(GenerationRequest req) {
     if (s.empty()) throw Error("a stop string must not be empty");
   if (gc.top_logprobs < 0 || gc.top_logprobs > 20)
     throw Error("top_logprobs must be in [0, 20], found " + std::to_string(gc.top_logprobs));
+  if (gc.grammar && !gc.grammar->impl) throw Error("the grammar is empty (make one with Grammar::from_...)");
+  if (gc.grammar && gc.ignore_eos) throw Error("ignore_eos cannot be combined with a grammar (the grammar decides where the text ends)");
+  if (gc.grammar && !pipe.tokenizer) throw Error("a grammar needs a tokenizer.json in the model folder");
 
   auto r = std::make_unique<Request>();
   r->config = gc;
@@ -76,6 +80,10 @@ Engine::RequestId Engine::Impl::add(GenerationRequest req) {
                                               gc.repetition_penalty, gc.presence_penalty, gc.frequency_penalty},
                      gc.seed);
   r->stops = pipe.stop_ids(gc);
+  if (gc.grammar) {
+    auto vocab = pipe.vocabulary();
+    r->constraint.emplace(gc.grammar->impl->rules, vocab, gc.grammar->impl->cache_for(*vocab), r->stops);
+  }
   if (pipe.tokenizer) r->decoder.emplace(*pipe.tokenizer, gc.skip_special_tokens);
   r->matcher.emplace(gc.stop_strings);
   r->result.prompt_ids = r->tokens;
@@ -236,7 +244,7 @@ void Engine::Impl::schedule() {
     if (r.pending() == 1) {
       r.row_begin = r.cache->length();
       r.row_count = 1;
-      if (r.config.draft_tokens > 0) {
+      if (r.config.draft_tokens > 0 && !r.constraint) {  // drafts would bypass the grammar's mask
         // Room: the budget, the reserved positions, the tokens still allowed, and no LongRoPE
         // table change inside the rows (plain decoding would switch tables between them).
         const int64_t n = static_cast<int64_t>(r.tokens.size());
@@ -361,7 +369,19 @@ void Engine::Impl::deliver(Request& r, int32_t id, const std::string& text, cons
 void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
   const auto prompt_length = static_cast<size_t>(r.prompt_length);
   if (r.draft.empty()) {
-    accept_token(r, r.sampler->next(logits, r.tokens, prompt_length), logits);
+    int32_t id = -1;
+    try {
+      std::span<const uint64_t> allowed;
+      if (r.constraint) allowed = r.constraint->allowed();
+      id = r.sampler->next(logits, r.tokens, prompt_length, allowed);
+      if (r.constraint) r.constraint->accept(id);
+    } catch (const Error& e) {
+      // This request alone fails (a hostile grammar's limits); the others in the batch go on.
+      r.error = e.what();
+      r.finished = true;
+      return;
+    }
+    accept_token(r, id, logits);
     return;
   }
   // Row i holds the logits after draft token i (row 0: after the last real token). Each agreed

@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "generate/pipeline_impl.h"
+#include "grammar/token_mask.h"
 #include "generate/sampler.h"
 #include "generate/stop_strings.h"
 #include "phinfer/engine.h"
@@ -38,6 +39,7 @@ struct Engine::Impl {
     std::vector<int32_t> stops;                    // sorted
     std::optional<Tokenizer::StreamDecoder> decoder;
     std::optional<generate::StopStringMatcher> matcher;
+    std::optional<grammar::ConstrainedDecoding> constraint;  // with GenerationConfig::grammar
     GenerationResult result;
     bool stopped = false;
     bool finished = false;

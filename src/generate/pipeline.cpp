@@ -14,6 +14,11 @@ const Tokenizer& Pipeline::Impl::tok() const {
   return *tokenizer;
 }
 
+std::shared_ptr<const grammar::Vocabulary> Pipeline::Impl::vocabulary() const {
+  std::call_once(vocabulary_once, [&] { grammar_vocabulary = grammar::Vocabulary::build(tok(), model->config().vocab_size); });
+  return grammar_vocabulary;
+}
+
 std::vector<int32_t> Pipeline::Impl::stop_ids(const GenerationConfig& gc) const {
   std::vector<int32_t> ids = defaults.eos_token_ids;
   const auto& cfg = model->config().eos_token_ids;
@@ -161,6 +166,9 @@ struct Generator::Impl {
 };
 
 Generator::Generator(const Pipeline& pipeline, const GenerationConfig& config) : impl_(std::make_unique<Impl>()) {
+  if (config.grammar)
+    throw Error("a Generator cannot follow a grammar (its tokens can be appended and rewound freely); use "
+                "Pipeline::generate or an Engine");
   impl_->pipe = pipeline.impl();
   impl_->config = config;
   impl_->sampler.emplace(generate::SamplingParams{config.do_sample, config.temperature, config.top_k, config.top_p,

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "backend/backend.h"
+#include "grammar/vocabulary.h"
 #include "model/phi3.h"
 #include "phinfer/chat_template.h"
 #include "phinfer/engine.h"
@@ -26,8 +27,12 @@ struct Pipeline::Impl {
   std::mutex compute;
   std::unique_ptr<backend::Backend> backend;
   std::unique_ptr<Engine::Impl> engine;
+  mutable std::once_flag vocabulary_once;
+  mutable std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary;
 
   const Tokenizer& tok() const;
+  // The vocabulary as grammars see it, built at the first constrained generation.
+  std::shared_ptr<const grammar::Vocabulary> vocabulary() const;
   std::vector<int32_t> stop_ids(const GenerationConfig& config) const;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "phinfer/error.h"
 
@@ -69,7 +70,11 @@ void Sampler::distribution(std::span<const float> logits) {
   candidates_.clear();
   candidates_.reserve(logits.size());
   const float inv_t = static_cast<float>(1.0 / params_.temperature);
-  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+  // Masked ids (-inf) have probability 0 whatever follows: leaving them out changes nothing and
+  // keeps a grammar's few allowed tokens from paying for a sort of the whole vocabulary.
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] != -std::numeric_limits<float>::infinity()) candidates_.emplace_back(logits[i] * inv_t, static_cast<int32_t>(i));
+  if (candidates_.empty()) throw Error("no token can be chosen: every logit is -inf");
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   size_t keep = candidates_.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
@@ -118,10 +123,24 @@ int32_t Sampler::draw() {
     acc += probs_[i];
     if (u < acc) return candidates_[i].second;
   }
-  return candidates_[probs_.size() - 1].second;
+  // Rounding left u past the sum: the last candidate that can be chosen (a masked one has p = 0).
+  size_t last = probs_.size() - 1;
+  while (last > 0 && probs_[last] <= 0) --last;
+  return candidates_[last].second;
 }
 
-int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length) {
+int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
+                      std::span<const uint64_t> allowed) {
+  if (!allowed.empty()) {
+    // Masked ids get -inf: no penalty, temperature or truncation below can bring them back.
+    masked_.assign(logits.size(), -std::numeric_limits<float>::infinity());
+    for (size_t w = 0; w < allowed.size() && w * 64 < masked_.size(); ++w)
+      for (uint64_t bits = allowed[w]; bits; bits &= bits - 1) {
+        const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        if (i < masked_.size()) masked_[i] = logits[i];
+      }
+    logits = masked_;
+  }
   logits = penalize(logits, history, prompt_length);
   if (!params_.do_sample) return argmax(logits);
   distribution(logits);

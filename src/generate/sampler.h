@@ -26,7 +26,10 @@ class Sampler {
   Sampler(SamplingParams params, uint64_t seed);
   // history: the ids so far (prompt and generated), for the repetition penalty; the generated ones
   // are those from prompt_length on (for the presence and frequency penalties).
-  int32_t next(std::span<const float> logits, std::span<const int32_t> history = {}, size_t prompt_length = 0);
+  // allowed: when not empty, one bit per id (bit i of word i/64); only those ids may be chosen
+  // (a grammar's mask; at least one must be set).
+  int32_t next(std::span<const float> logits, std::span<const int32_t> history = {}, size_t prompt_length = 0,
+               std::span<const uint64_t> allowed = {});
   // Speculative decoding's acceptance rule for a deterministic draft token (prompt lookup): returns
   // `draft` with probability p(draft) under this sampler's distribution p (for greedy: when it is
   // the argmax), else a token drawn from p with the draft taken out and the rest renormalized. The
@@ -50,6 +53,7 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> candidates_;
   std::vector<double> probs_;
   std::vector<float> penalized_;
+  std::vector<float> masked_;
   std::vector<int32_t> generated_;
 };
 

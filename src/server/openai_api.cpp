@@ -3,6 +3,8 @@
 #include <cmath>
 #include <set>
 
+#include "phinfer/error.h"
+
 namespace phinfer::server {
 
 using nlohmann::json;
@@ -175,12 +177,37 @@ std::vector<ChatMessage> parse_messages(const json& list, const char* name, cons
   return messages;
 }
 
+// {"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict", "description"}}.
+std::optional<Grammar> parse_response_format(const json& format) {
+  if (!format.is_object()) type_error("response_format", "an object", format);
+  reject_unknown_fields(format, {"type", "json_schema"});
+  const std::string type = required_string(format, "type");
+  if (type == "text") return std::nullopt;
+  if (type == "json_object") return Grammar::any_json_object();
+  if (type != "json_schema")
+    throw ApiError(400, "'response_format.type' must be text, json_object or json_schema, found '" + type + "'",
+                   "response_format", "invalid_value");
+  const json* spec = field(format, "json_schema");
+  if (!spec) throw ApiError(400, "'json_schema' is required for response_format json_schema", "response_format",
+                            "missing_required_parameter");
+  if (!spec->is_object()) type_error("json_schema", "an object", *spec);
+  reject_unknown_fields(*spec, {"name", "schema", "strict", "description"});
+  required_string(*spec, "name");
+  boolean(*spec, "strict");
+  const json* schema = field(*spec, "schema");
+  try {
+    return Grammar::from_json_schema(schema ? schema->dump() : "{}", "response_format.json_schema.schema");
+  } catch (const Error& e) {
+    throw ApiError(400, e.what(), "response_format", "invalid_value");
+  }
+}
+
 }  // namespace
 
 ApiRequest parse_chat_request(const json& body, const ApiLimits& limits) {
   reject_unknown_fields(body, {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed",
                                "stop", "n", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
-                               "stream", "stream_options"});
+                               "stream", "stream_options", "response_format"});
   ApiRequest r;
   r.endpoint = Endpoint::Chat;
   parse_sampling(body, r, limits, "max_tokens");
@@ -191,6 +218,7 @@ ApiRequest parse_chat_request(const json& body, const ApiLimits& limits) {
   r.messages = parse_messages(*messages, "messages", limits, {"text"});
   r.logprobs = boolean(body, "logprobs").value_or(false);
   r.top_logprobs = static_cast<int>(integer(body, "top_logprobs", 0, 20).value_or(0));
+  if (const json* format = field(body, "response_format")) r.grammar = parse_response_format(*format);
   if (r.top_logprobs > 0 && !r.logprobs)
     throw ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs", "invalid_value");
   return r;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "phinfer/chat_template.h"
+#include "phinfer/grammar.h"
 
 namespace phinfer::server {
 
@@ -50,6 +51,8 @@ struct ApiRequest {
   bool logprobs = false;
   int top_logprobs = 0;
   bool stream = false, include_usage = false, echo = false;
+  // chat response_format json_object / json_schema (strict or not, the output always follows it).
+  std::optional<Grammar> grammar;
 };
 
 ApiRequest parse_chat_request(const nlohmann::json& body, const ApiLimits& limits);

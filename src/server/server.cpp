@@ -153,6 +153,7 @@ GenerationConfig Server::config_for(const ApiRequest& r, size_t choice, int64_t 
   c.logprobs = r.logprobs;
   c.top_logprobs = r.top_logprobs;
   c.stop_strings = r.stop;
+  c.grammar = r.grammar;
   c.draft_tokens = options_.draft_tokens;
   return c;
 }

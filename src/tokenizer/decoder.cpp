@@ -78,6 +78,7 @@ class ReplaceStage final : public WholeTokenStage {
     std::string replaced = pattern_.replace_all(token, content_);
     out({replaced, true, true});
   }
+  void raw(std::string& bytes, bool, bool&) const override { bytes = pattern_.replace_all(bytes, content_); }
 
  private:
   Pattern pattern_;
@@ -103,6 +104,11 @@ class ByteFallbackStage final : public WholeTokenStage {
     out({token, true, true});
   }
   void on_finish(const Emit& out) override { flush_bytes(out); }
+
+ public:
+  void raw(std::string& bytes, bool, bool&) const override {
+    if (auto b = parse_byte(bytes)) bytes.assign(1, static_cast<char>(*b));
+  }
 
  private:
   static std::optional<unsigned char> parse_byte(std::string_view t) {
@@ -137,6 +143,7 @@ class FuseStage final : public DecodeStage {
     out({f.text, first_, false});
     first_ = false;
   }
+  void raw(std::string&, bool, bool& fused) const override { fused = true; }
 
  private:
   bool first_ = true;
@@ -188,6 +195,12 @@ class StripStage final : public DecodeStage {
       held_count_ = 0;
     }
   }
+  void raw(std::string& bytes, bool at_start, bool& fused) const override {
+    if (fused && !at_start) return;
+    for (size_t n = 0; n < start_ && bytes.starts_with(content_); ++n) bytes.erase(0, content_.size());
+    // The end of a fused token is the end of the text, unknown here: only unfused tokens lose it.
+    for (size_t n = 0; !fused && n < stop_ && bytes.ends_with(content_); ++n) bytes.resize(bytes.size() - content_.size());
+  }
 
  private:
   std::string content_;  // one character
@@ -224,6 +237,17 @@ class ByteLevelStage final : public DecodeStage {
     utf8_.finish(text);
     if (!text.empty()) emit(text, out);
   }
+  void raw(std::string& token, bool, bool&) const override {
+    const ByteLevelTable& table = ByteLevelTable::get();
+    std::string bytes;
+    for (size_t i = 0; i < token.size();) {
+      auto b = table.byte_for(decode_at(token, i));
+      if (!b) return;  // not a byte-level token: its text as it is
+      i += char_length(static_cast<unsigned char>(token[i]));
+      bytes += static_cast<char>(*b);
+    }
+    token = std::move(bytes);
+  }
 
  private:
   void emit(const std::string& text, const Emit& out) {
@@ -242,6 +266,9 @@ class JoinStage final : public DecodeStage {
     if (f.starts_token && !first_) out({" ", false, false});
     first_ = false;
     out(f);
+  }
+  void raw(std::string& bytes, bool at_start, bool&) const override {
+    if (!at_start) bytes.insert(0, " ");
   }
 
  private:
@@ -297,6 +324,17 @@ DecodeStream Decoder::start() const {
   std::vector<std::unique_ptr<DecodeStage>> stages;
   for (const auto& s : stages_) stages.push_back(s->clone());
   return DecodeStream(std::move(stages));
+}
+
+}  // namespace phinfer::tok
+
+namespace phinfer::tok {
+
+std::string Decoder::token_bytes(std::string_view token, bool at_start) const {
+  std::string bytes(token);
+  bool fused = false;
+  for (const auto& s : stages_) s->raw(bytes, at_start, fused);
+  return bytes;
 }
 
 }  // namespace phinfer::tok

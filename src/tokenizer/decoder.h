@@ -44,6 +44,10 @@ class DecodeStage {
   virtual void push(const Fragment& f, const Emit& out) = 0;
   // End of the stream: release anything held back.
   virtual void finish(const Emit& out) {}
+  // What this stage makes of one token's bytes, without UTF-8 validation (a <0xNN> token is its
+  // byte, a GPT-2 byte-level token its bytes). at_start: the token begins the text; fused: an
+  // earlier Fuse stage made the whole text one token (so per-token rules apply only at the start).
+  virtual void raw(std::string& bytes, bool at_start, bool& fused) const = 0;
 };
 
 class DecodeStream {
@@ -67,6 +71,8 @@ class Decoder {
   // From the "decoder" field. JSON null gives HF's default: tokens joined with a space.
   static Decoder from_json(const JsonView& j);
   DecodeStream start() const;
+  // The bytes one token adds to decoded text (see DecodeStage::raw).
+  std::string token_bytes(std::string_view token, bool at_start) const;
 
  private:
   std::vector<std::unique_ptr<DecodeStage>> stages_;

@@ -244,6 +244,9 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 std::string Tokenizer::id_to_token(int32_t id) const { return impl_->token_text(id); }
+std::string Tokenizer::token_bytes(int32_t id, bool at_start) const {
+  return impl_->decoder.token_bytes(impl_->token_text(id), at_start);
+}
 
 bool Tokenizer::is_special(int32_t id) const {
   auto it = impl_->added_by_id.find(id);

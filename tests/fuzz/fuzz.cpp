@@ -40,6 +40,7 @@ const std::vector<Target>& targets() {
       {"template", "chat templates: generated Jinja from the supported constructs, real templates mutated", make_template, 3000},
       {"native", ".phi model files from the converter, metadata and tensors mutated, CRCs fixed", make_native, 400},
       {"chatload", "ChatSession::load_json inputs (chat /load files), then rendered and continued", make_chatload, 1500},
+      {"grammar", "JSON schemas and GBNF grammars mutated, compiled, walked byte by byte (never a dead end)", make_grammar, 3000},
       {"openai_request", "the server's request bodies (chat, completions, responses): fields edited, retyped, nested, bytes", make_openai_request, 5000},
   };
   return all;

@@ -1,5 +1,5 @@
 // phinfer_fuzz: the fuzz harnesses of tests/fuzz/ for as long as asked (see tests/FUZZING.md).
-//   phinfer_fuzz --target safetensors|config|tokenizer|template|native|chatload --seconds N [--seed S]
+//   phinfer_fuzz --target safetensors|config|tokenizer|template|native|chatload|grammar --seconds N [--seed S]
 //   phinfer_fuzz --target T --replay FOLDER     (one saved input, e.g. after a fix)
 //   phinfer_fuzz --list
 // Prints the seed, input counts and rate; a failing input (crash, sanitizer report, hang, escaped

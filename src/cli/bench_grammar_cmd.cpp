@@ -1,0 +1,172 @@
+// phinfer bench-grammar: how long computing a grammar's token mask takes per token, on a
+// tokenizer's whole vocabulary. Random walks through each schema's texts (one random allowed
+// token after another, as a sampler would pick them) time the mask before every token: the trie
+// walk alone (every state computed afresh: the cost of a state never seen before) and the mask as
+// generation gets it (the cache shared by all generations of the grammar, after warm-up walks).
+// Times are the thread's CPU time.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <time.h>
+
+#include "cli/commands.h"
+#include "format/file_io.h"
+#include "grammar/gbnf.h"
+#include "grammar/grammar_impl.h"
+#include "grammar/token_mask.h"
+#include "grammar/vocabulary.h"
+#include "phinfer/error.h"
+#include "phinfer/tokenizer.h"
+
+namespace phinfer::cli {
+namespace {
+
+// Typical structured-output schemas (a record, an order with nested arrays, a tool call).
+const std::pair<const char*, const char*> kBuiltInSchemas[] = {
+    {"person", R"({"type":"object","properties":{"name":{"type":"string","maxLength":40},
+        "age":{"type":"integer","minimum":0,"maximum":150},"email":{"type":"string","format":"email"},
+        "tags":{"type":"array","items":{"type":"string","maxLength":16},"maxItems":5}},"required":["name","age"]})"},
+    {"order", R"({"type":"object","properties":{"id":{"type":"string","format":"uuid"},"date":{"type":"string","format":"date"},
+        "items":{"type":"array","minItems":1,"maxItems":5,"items":{"type":"object","properties":{
+        "sku":{"type":"string","maxLength":12},"qty":{"type":"integer","minimum":1,"maximum":1000},"price":{"type":"number"}},
+        "required":["sku","qty","price"]}},"status":{"enum":["new","paid","shipped","cancelled"]}},
+        "required":["id","items","status"]})"},
+    {"tool-call", R"({"type":"object","properties":{"name":{"enum":["get_weather","search","calculator"]},
+        "arguments":{"type":"object","properties":{"query":{"type":"string","maxLength":60},
+        "units":{"enum":["metric","imperial"]},"limit":{"type":"integer","minimum":1,"maximum":20}},"required":["query"]}},
+        "required":["name","arguments"]})"},
+};
+
+struct BenchGrammarArgs {
+  std::vector<std::string> tokenizers;
+  std::vector<std::string> schemas;
+  int walks = 20, warmup = 20;
+  uint64_t seed = 1;
+  bool json = false;
+};
+
+// The calling thread's CPU time in microseconds: on a shared machine, time spent waiting for a core
+// is not the mask's.
+double thread_cpu_us() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) * 1e-3;
+}
+
+struct Timing {
+  std::vector<double> us;
+  void add(double d) { us.push_back(d); }
+  double mean() const {
+    double s = 0;
+    for (double v : us) s += v;
+    return us.empty() ? 0 : s / static_cast<double>(us.size());
+  }
+  double pct(double p) const {
+    if (us.empty()) return 0;
+    std::vector<double> v = us;
+    const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+  }
+};
+
+bool has(std::span<const uint64_t> mask, int32_t id) { return (mask[static_cast<size_t>(id) / 64] >> (id % 64)) & 1; }
+
+// One random walk; `on_mask` times the mask before each token. Returns the tokens taken.
+template <class MaskFn>
+int walk(grammar::ConstrainedDecoding& c, const grammar::Vocabulary& vocab, int32_t end_id, std::mt19937_64& rng,
+         MaskFn&& on_mask) {
+  std::vector<int32_t> ids;
+  for (int step = 0; step < 2000; ++step) {
+    std::span<const uint64_t> mask = on_mask();
+    ids.clear();
+    for (size_t w = 0; w < mask.size(); ++w)
+      for (uint64_t bits = mask[w]; bits; bits &= bits - 1)
+        ids.push_back(static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits))));
+    if (ids.empty()) throw Error("bench-grammar: the grammar dead-ended (a bug)");
+    if (has(mask, end_id) && rng() % 2 == 0) return step;
+    // Short tokens half the time, so walks go through every part of the schema and still end.
+    int32_t pick = ids[rng() % ids.size()];
+    if (rng() % 2 == 0)
+      for (int k = 0; k < 3; ++k) {
+        const int32_t other = ids[rng() % ids.size()];
+        if (vocab.bytes(other, false).size() < vocab.bytes(pick, false).size()) pick = other;
+      }
+    if (pick == end_id) return step;
+    c.accept(pick);
+  }
+  return 2000;
+}
+
+int run_bench_grammar(const BenchGrammarArgs& a) {
+  if (a.tokenizers.empty()) throw Error("give at least one tokenizer folder (-t)");
+  std::vector<std::pair<std::string, std::string>> schemas;
+  for (const auto& [name, text] : kBuiltInSchemas) schemas.emplace_back(name, text);
+  if (!a.schemas.empty()) schemas.clear();
+  for (const auto& path : a.schemas) schemas.emplace_back(path, format::read_whole_file(path, grammar::kMaxGrammarBytes));
+  nlohmann::json report = nlohmann::json::array();
+  for (const auto& dir : a.tokenizers) {
+    const Tokenizer tok = Tokenizer::from_dir(dir);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto vocab = grammar::Vocabulary::build(tok, tok.vocab_size());
+    const double build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const int32_t end_id = tok.eos_id().value_or(0);
+    if (!a.json)
+      std::printf("%s: %d tokens, %zu trie nodes, vocabulary built in %.0f ms\n", dir.c_str(), tok.vocab_size(),
+                  vocab->trie(false).nodes.size(), build_ms);
+    for (const auto& [name, text] : schemas) {
+      const Grammar g = Grammar::from_json_schema(text, name);
+      std::mt19937_64 rng(a.seed);
+      // The trie walk on every token (no cache).
+      Timing fresh, cached;
+      grammar::TokenMasker masker;
+      grammar::TokenMask scratch;
+      int tokens = 0;
+      for (int w = 0; w < a.walks; ++w) {
+        grammar::ConstrainedDecoding c(g.impl->rules, vocab, std::make_shared<grammar::MaskCache>(0), {end_id});
+        tokens += walk(c, *vocab, end_id, rng, [&] {
+          const double s = thread_cpu_us();
+          auto m = c.allowed();  // a zero-byte cache keeps nothing: always the trie walk
+          fresh.add(thread_cpu_us() - s);
+          return m;
+        });
+      }
+      // As in generation: one cache for every walk of the grammar; timed after warm-up walks.
+      auto cache = std::make_shared<grammar::MaskCache>();
+      for (int w = 0; w < a.warmup + a.walks; ++w) {
+        grammar::ConstrainedDecoding c(g.impl->rules, vocab, cache, {end_id});
+        walk(c, *vocab, end_id, rng, [&] {
+          const double s = thread_cpu_us();
+          auto m = c.allowed();
+          if (w >= a.warmup) cached.add(thread_cpu_us() - s);
+          return m;
+        });
+      }
+      report.push_back({{"tokenizer", dir}, {"vocab", tok.vocab_size()}, {"schema", name}, {"tokens", tokens},
+                        {"uncached_us", {{"mean", fresh.mean()}, {"p50", fresh.pct(0.5)}, {"p99", fresh.pct(0.99)}}},
+                        {"cached_us", {{"mean", cached.mean()}, {"p50", cached.pct(0.5)}, {"p99", cached.pct(0.99)}}}});
+      if (!a.json)
+        std::printf("  %-10s %5d tokens  trie walk mean %8.1f us  p99 %8.1f us | with cache mean %7.1f us  p99 %8.1f us\n",
+                    name.c_str(), tokens, fresh.mean(), fresh.pct(0.99), cached.mean(), cached.pct(0.99));
+    }
+  }
+  if (a.json) print_json(report);
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_grammar(CLI::App& root) {
+  auto a = std::make_shared<BenchGrammarArgs>();
+  CLI::App* app = root.add_subcommand("bench-grammar", "Measure the grammar token-mask time per token on a vocabulary");
+  app->add_option("-t,--tokenizer", a->tokenizers, "Folder with tokenizer.json (repeatable)")->required();
+  app->add_option("--schema", a->schemas, "JSON Schema file (repeatable; default: three built-in typical schemas)");
+  app->add_option("--walks", a->walks, "Random walks timed per schema")->capture_default_str();
+  app->add_option("--warmup", a->warmup, "Walks that fill the mask cache before the cached timing")->capture_default_str();
+  app->add_option("--seed", a->seed, "Random seed of the walks")->capture_default_str();
+  app->add_flag("--json", a->json, "Print the results as JSON");
+  return {app, [a] { return run_bench_grammar(*a); }};
+}
+
+}  // namespace phinfer::cli

@@ -1,0 +1,76 @@
+#pragma once
+// Which tokens may come next under a grammar: the token trie is walked from the parse state,
+// byte by byte, and a whole subtree is skipped as soon as its prefix cannot continue the text.
+// Masks are cached by parse state (shared by every generation of one grammar on one vocabulary),
+// so a state seen before costs a copy.
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "grammar/matcher.h"
+#include "grammar/vocabulary.h"
+
+namespace phinfer::grammar {
+
+using TokenMask = std::vector<uint64_t>;  // bit t: token t allowed
+
+// Stack steps one mask may take (a few hundred ms); a grammar that needs more (thousands of
+// ambiguous parses at once) fails with phinfer::Error instead of stalling generation.
+inline constexpr uint64_t kMaxMaskSteps = uint64_t{1} << 25;
+
+// Thread-safe; bounded (when full it starts over).
+class MaskCache {
+ public:
+  explicit MaskCache(size_t budget_bytes = size_t{64} << 20) : budget_(budget_bytes) {}
+  std::shared_ptr<const TokenMask> find(const std::string& key) const;
+  void insert(const std::string& key, std::shared_ptr<const TokenMask> mask);
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const TokenMask>> masks_;
+  size_t budget_, used_ = 0;
+};
+
+// The trie walk (scratch buffers reused between calls; one thread at a time).
+class TokenMasker {
+ public:
+  // mask = the tokens whose bytes the matcher accepts (the matcher's state is left as it was).
+  void compute(Matcher& matcher, const Vocabulary& vocab, bool at_start, TokenMask& mask);
+
+ private:
+  std::vector<int32_t> sets_;  // stack sets along the current trie path, depth after depth
+  std::vector<size_t> begin_, end_, marks_;
+};
+
+// One generation's constraint: the parse so far, and the mask before each token.
+class ConstrainedDecoding {
+ public:
+  // end_ids: the ids that end the generation; allowed exactly where the grammar may end.
+  ConstrainedDecoding(std::shared_ptr<const Rules> rules, std::shared_ptr<const Vocabulary> vocab,
+                      std::shared_ptr<MaskCache> cache, std::vector<int32_t> end_ids);
+  // The tokens allowed next (valid until the next call). Never empty: a grammar that can neither
+  // continue nor end does not exist (the rule checks), and every byte is some token's.
+  std::span<const uint64_t> allowed();
+  // Reads the chosen token; throws phinfer::Error when the grammar does not allow it.
+  void accept(int32_t id);
+  bool complete() const { return matcher_.complete(); }
+  // Mask computations so far and how many came from the cache (for benchmarks).
+  uint64_t masks_computed() const { return computed_; }
+  uint64_t masks_cached() const { return cached_; }
+
+ private:
+  Matcher matcher_;
+  std::shared_ptr<const Vocabulary> vocab_;
+  std::shared_ptr<MaskCache> cache_;
+  std::vector<int32_t> end_ids_;
+  TokenMasker masker_;
+  TokenMask mask_;
+  bool at_start_ = true;
+  uint64_t computed_ = 0, cached_ = 0;
+};
+
+}  // namespace phinfer::grammar

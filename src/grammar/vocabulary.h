@@ -1,0 +1,55 @@
+#pragma once
+// A tokenizer's vocabulary as the grammar sees it: every token's bytes (what it adds to decoded
+// text) in a trie, so the token mask tests a shared prefix once for all tokens that start with it.
+// Built once per tokenizer (immutable afterwards, shared between threads).
+//
+// Two views: a token as the first of a text and anywhere else, since a decoder may strip a leading
+// space (Phi-3's "▁the" is "the" at the start of a decode and " the" after). Special tokens and
+// tokens with no bytes are in neither trie: the grammar never allows them (end-of-sequence ids are
+// allowed separately, where the grammar may end).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "phinfer/tokenizer.h"
+
+namespace phinfer::grammar {
+
+struct TokenTrie {
+  // Nodes in depth-first order: a node's descendants are the nodes up to subtree_end.
+  struct Node {
+    uint32_t subtree_end;
+    uint32_t tokens_begin, tokens_end;  // ids (in `tokens`) whose bytes end at this node
+    uint16_t depth;                     // 1 for a first byte
+    uint8_t byte;
+  };
+  std::vector<Node> nodes;
+  std::vector<int32_t> tokens;
+  uint16_t max_depth = 0;
+};
+
+inline constexpr size_t kMaxTokenBytes = 4096;  // longer tokens are never allowed under a grammar
+
+class Vocabulary {
+ public:
+  // mask_size: bits in a mask (the model's vocabulary; ids past the tokenizer's have no text).
+  static std::shared_ptr<const Vocabulary> build(const Tokenizer& tokenizer, int32_t mask_size);
+
+  int32_t mask_size() const { return mask_size_; }
+  size_t mask_words() const { return (static_cast<size_t>(mask_size_) + 63) / 64; }
+  const TokenTrie& trie(bool at_start) const { return at_start && start_differs_ ? start_trie_ : trie_; }
+  // The bytes of a token ("" for special tokens and ids without text).
+  const std::string& bytes(int32_t id, bool at_start) const;
+  // Identifies this vocabulary for caches (never reused by another one).
+  uint64_t serial() const { return serial_; }
+
+ private:
+  int32_t mask_size_ = 0;
+  uint64_t serial_ = 0;
+  bool start_differs_ = false;
+  std::vector<std::string> bytes_, start_bytes_;  // start_bytes_: only when start_differs_
+  TokenTrie trie_, start_trie_;
+};
+
+}  // namespace phinfer::grammar
