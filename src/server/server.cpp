@@ -160,13 +160,6 @@ GenerationConfig Server::config_for(const ApiRequest& r, size_t choice, int64_t 
 }
 
 std::shared_ptr<Job> Server::submit(ModelSlot& slot, const ApiRequest& r, std::vector<std::vector<int32_t>> prompts) {
-  for (const auto& p : prompts) {
-    if (static_cast<int64_t>(p.size()) >= slot.context)
-      throw ApiError(400, "the prompt has " + std::to_string(p.size()) + " tokens; the context of '" + slot.id + "' is " +
-                              std::to_string(slot.context) + " tokens",
-                     "messages", "context_length_exceeded");
-    if (p.empty()) throw ApiError(400, "the prompt is empty", "prompt", "invalid_value");
-  }
   auto job = std::make_shared<Job>();
   job->slot = &slot;
   job->prompts = std::move(prompts);
@@ -485,6 +478,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
                  : endpoint == Endpoint::Completions ? parse_completion_request(body, options_.limits)
                                                      : parse_responses_request(body, options_.limits);
   ModelSlot& slot = find_model(r.model);
+  const char* prompt_field = endpoint == Endpoint::Completions ? "prompt" : endpoint == Endpoint::Responses ? "input" : "messages";
   std::vector<std::vector<int32_t>> prompts;
   try {
     if (endpoint == Endpoint::Completions) {
@@ -497,7 +491,15 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
       for (int i = 0; i < r.n; ++i) prompts.push_back(ids);
     }
   } catch (const Error& e) {
-    throw ApiError(400, e.what(), endpoint == Endpoint::Completions ? "prompt" : "messages", "invalid_prompt");
+    throw ApiError(400, e.what(), prompt_field, "invalid_prompt");
+  }
+  // A prompt that can never fit is the client's error, busy server or not (a 503 invites a retry).
+  for (const auto& p : prompts) {
+    if (static_cast<int64_t>(p.size()) >= slot.context)
+      throw ApiError(400, "the prompt has " + std::to_string(p.size()) + " tokens; the context of '" + slot.id + "' is " +
+                              std::to_string(slot.context) + " tokens",
+                     prompt_field, "context_length_exceeded");
+    if (p.empty()) throw ApiError(400, "the prompt is empty", prompt_field, "invalid_value");
   }
   // Bounded work: past max_queued requests in flight (streams until they end), clients are told to
   // come back.
