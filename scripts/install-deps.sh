@@ -2,9 +2,10 @@
 # Installs the Debian packages phinfer needs to build and test. Idempotent: does nothing when all are present.
 set -euo pipefail
 # libcpp-httplib-dev: the HTTP server of `phinfer serve` (header only); nodejs/npm: the server's tests
-# drive it with the official openai client (scripts/install-npm.sh).
+# drive it with the official openai client (scripts/install-npm.sh); chromium: the chat page's test runs
+# it headless (puppeteer-core from npm drives it; no browser download).
 packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev libedit-dev libgtest-dev tmux
-          libcpp-httplib-dev)
+          libcpp-httplib-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
