@@ -69,18 +69,19 @@ async function timed(base, route, body) {
   return { ttft: (first - start) / 1000, seconds: (performance.now() - start) / 1000, usage, text };
 }
 
-// Prompts of exactly PROMPT_TOKENS tokens: common words that are one token each, drawn at random.
+// Prompts of PROMPT_TOKENS tokens: common words that are one token each, drawn at random (the first
+// prompt finds the word count; every answer's usage is checked).
 const WORDS = ["the", "cat", "dog", "house", "tree", "water", "light", "green", "small", "river", "stone", "bird", "paper",
                "music", "city", "garden", "window", "summer", "winter", "apple", "road", "book", "friend", "table"];
 let seed = 12345;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
-async function makePrompt(base) {
-  let words = PROMPT_TOKENS - 1;  // and <s>
+const words = (n) => Array.from({ length: n }, () => WORDS[Math.floor(rnd() * WORDS.length)]).join(" ");
+let promptWords = PROMPT_TOKENS - 1;  // and <s>
+async function calibrate(base) {
   for (;;) {
-    const text = Array.from({ length: words }, () => WORDS[Math.floor(rnd() * WORDS.length)]).join(" ");
-    const r = await timed(base, "/v1/completions", { prompt: text, max_tokens: 1 });
-    if (r.usage.prompt_tokens === PROMPT_TOKENS) return text;
-    words += PROMPT_TOKENS - r.usage.prompt_tokens;
+    const r = await timed(base, "/v1/completions", { prompt: words(promptWords), max_tokens: 1 });
+    if (r.usage.prompt_tokens === PROMPT_TOKENS) return;
+    promptWords += PROMPT_TOKENS - r.usage.prompt_tokens;
   }
 }
 
@@ -91,12 +92,12 @@ const load = () => os.loadavg()[0].toFixed(1);
 console.log(`model ${MODEL}, --threads ${THREADS}, ${PROMPT_TOKENS}-token prompts, ${MAX_TOKENS} tokens each; ` +
             `${os.cpus().length} CPUs, load average ${load()} at the start`);
 try {
-  await timed(srv.base, "/v1/completions", { prompt: "warm up", max_tokens: 4 });
+  await calibrate(srv.base);
   const rows = [];
   for (const clients of CLIENTS) {
     const perClient = Math.max(1, Math.round(REQUESTS / clients));
     const prompts = [];
-    for (let i = 0; i < clients * perClient; i++) prompts.push(await makePrompt(srv.base));
+    for (let i = 0; i < clients * perClient; i++) prompts.push(words(promptWords));
     const start = performance.now();
     const results = (await Promise.all(Array.from({ length: clients }, async (_, c) => {
       const out = [];
@@ -106,6 +107,8 @@ try {
     }))).flat();
     const wall = (performance.now() - start) / 1000;
     const generated = results.reduce((a, r) => a + r.usage.completion_tokens, 0);
+    const promptTokens = results.map((r) => r.usage.prompt_tokens);
+    if (promptTokens.some((n) => Math.abs(n - PROMPT_TOKENS) > 2)) throw new Error("prompt lengths " + promptTokens.join(","));
     const ttfts = results.map((r) => r.ttft);
     rows.push({ clients, requests: results.length, generated, wall, tps: generated / wall,
                 p50: percentile(ttfts, 50), p99: percentile(ttfts, 99) });
