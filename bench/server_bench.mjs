@@ -108,14 +108,15 @@ try {
     const wall = (performance.now() - start) / 1000;
     const generated = results.reduce((a, r) => a + r.usage.completion_tokens, 0);
     const promptTokens = results.map((r) => r.usage.prompt_tokens);
-    if (promptTokens.some((n) => Math.abs(n - PROMPT_TOKENS) > 2)) throw new Error("prompt lengths " + promptTokens.join(","));
+    // Words of two tokens make some prompts longer, others (the same word count) shorter: reported.
+    const meanPrompt = promptTokens.reduce((a, b) => a + b, 0) / promptTokens.length;
     const ttfts = results.map((r) => r.ttft);
     rows.push({ clients, requests: results.length, generated, wall, tps: generated / wall,
                 p50: percentile(ttfts, 50), p99: percentile(ttfts, 99) });
     const row = rows.at(-1);
     console.log(`${clients} clients: ${row.requests} requests, ${generated} tokens in ${wall.toFixed(1)} s = ` +
                 `${row.tps.toFixed(2)} tok/s aggregate (${(row.tps / rows[0].tps).toFixed(2)}x of ${rows[0].clients}), ` +
-                `TTFT p50 ${row.p50.toFixed(2)} s p99 ${row.p99.toFixed(2)} s; load average ${load()}`);
+                `TTFT p50 ${row.p50.toFixed(2)} s p99 ${row.p99.toFixed(2)} s; prompts ${meanPrompt.toFixed(1)} tokens on average; load average ${load()}`);
   }
   // One conversation, resent whole every turn, as chat clients do.
   const messages = [{ role: "system", content: "You are a helpful assistant." }];
