@@ -9,6 +9,8 @@ packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev
           libcpp-httplib-dev pybind11-dev python3-dev python3-numpy python3-pytest python3-jsonschema)
 # libjansson-dev: the C API test (tests/c_api) reads the goldens' JSON from C.
 packages+=(libjansson-dev)
+# chromium: the chat page's test runs it headless (puppeteer-core from npm drives it; no browser download).
+packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the npm packages of the server tests (the official openai client) into tests/server/node_modules,
+# Installs the npm packages of the server tests (the official openai client; puppeteer-core, which drives
+# Debian's chromium and downloads no browser) into tests/server/node_modules,
 # exactly as locked in tests/server/package-lock.json. Idempotent: does nothing when they are already installed.
 set -euo pipefail
 dir="$(cd "$(dirname "$0")/../tests/server" && pwd)"

@@ -28,6 +28,7 @@ int run_serve(ServeArgs& a) {
     throw Error("give one --alias per -m/--model (found " + std::to_string(a.aliases.size()) + " aliases for " +
                 std::to_string(a.models.size()) + " models)");
   if (a.server.parallel < 1) throw Error("--parallel must be >= 1");
+  if (a.server.timeout_s < 1) throw Error("--timeout must be >= 1 second");
   server::block_stop_signals();
   std::vector<server::ServedModel> served;
   for (size_t i = 0; i < a.models.size(); ++i) {

@@ -118,12 +118,15 @@ class Server {
   void cancel(Job& job);
   void wait(Job& job);
   void handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
-  void respond(const ApiRequest& r, const std::shared_ptr<Job>& job, httplib::Response& res);
+  // `in_flight` counts the request until its answer is sent: a stream holds it until it ends.
+  void respond(const ApiRequest& r, const std::shared_ptr<Job>& job, httplib::Response& res,
+               std::shared_ptr<const void> in_flight);
   json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<TokenLogprobs>& lps,
                      const std::vector<std::string>& texts, size_t text_offset) const;
   json usage_json(const ApiRequest& r, const Job& job) const;
   json final_json(const ApiRequest& r, const Job& job, const std::string& id, int64_t created) const;
-  void stream(const ApiRequest& r, const std::shared_ptr<Job>& job, httplib::Response& res);
+  void stream(const ApiRequest& r, const std::shared_ptr<Job>& job, httplib::Response& res,
+              std::shared_ptr<const void> in_flight);
   std::string metrics_text() const;
 
   ServerOptions options_;
@@ -159,13 +162,6 @@ GenerationConfig Server::config_for(const ApiRequest& r, size_t choice, int64_t 
 }
 
 std::shared_ptr<Job> Server::submit(ModelSlot& slot, const ApiRequest& r, std::vector<std::vector<int32_t>> prompts) {
-  for (const auto& p : prompts) {
-    if (static_cast<int64_t>(p.size()) >= slot.context)
-      throw ApiError(400, "the prompt has " + std::to_string(p.size()) + " tokens; the context of '" + slot.id + "' is " +
-                              std::to_string(slot.context) + " tokens",
-                     "messages", "context_length_exceeded");
-    if (p.empty()) throw ApiError(400, "the prompt is empty", "prompt", "invalid_value");
-  }
   auto job = std::make_shared<Job>();
   job->slot = &slot;
   job->prompts = std::move(prompts);
@@ -235,7 +231,9 @@ void Server::wait(Job& job) {
 
 json Server::logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<TokenLogprobs>& lps,
                            const std::vector<std::string>& texts, size_t text_offset) const {
-  auto piece = [&](int32_t id) { return tok.decode({id}, false); };  // alternatives: the token alone
+  // Alternatives: the token alone. Ids past the tokenizer (embedding padding rows, which a model
+  // may rank or even sample) have no text, as in the engine's decode.
+  auto piece = [&](int32_t id) { return id < tok.vocab_size() ? tok.decode({id}, false) : std::string(); };
   auto text_of = [&](size_t k) { return k < texts.size() ? texts[k] : piece(lps[k].id); };
   auto bytes = [](const std::string& s) {
     json b = json::array();
@@ -327,8 +325,9 @@ json Server::final_json(const ApiRequest& r, const Job& job, const std::string& 
           {"usage", usage_json(r, job)}};
 }
 
-void Server::respond(const ApiRequest& r, const std::shared_ptr<Job>& job, httplib::Response& res) {
-  if (r.stream) return stream(r, job, res);
+void Server::respond(const ApiRequest& r, const std::shared_ptr<Job>& job, httplib::Response& res,
+                     std::shared_ptr<const void> in_flight) {
+  if (r.stream) return stream(r, job, res, std::move(in_flight));
   wait(*job);
   for (const auto& result : job->results)
     if (result.finish_reason == "error") throw ApiError(500, "generation failed: " + result.error, "", "generation_error", "server_error");
@@ -340,7 +339,8 @@ void Server::respond(const ApiRequest& r, const std::shared_ptr<Job>& job, httpl
 // Server-sent events in OpenAI's chunk format. The engine thread queues events; this HTTP worker
 // drains them. A failed write means the client left: the provider returns false and the
 // releaser cancels the job's engine requests, which leave the batch at the next step.
-void Server::stream(const ApiRequest& request, const std::shared_ptr<Job>& job, httplib::Response& res) {
+void Server::stream(const ApiRequest& request, const std::shared_ptr<Job>& job, httplib::Response& res,
+                    std::shared_ptr<const void> in_flight) {
   // The provider runs after this call returns: everything it uses is owned by its lambdas.
   auto rp = std::make_shared<const ApiRequest>(request);
   const ApiRequest& r = *rp;
@@ -438,22 +438,29 @@ void Server::stream(const ApiRequest& request, const std::shared_ptr<Job>& job, 
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [job, started, opening, render, closing](size_t, httplib::DataSink& sink) {
+      [job, started, opening, render, closing, in_flight](size_t, httplib::DataSink& sink) {
         std::string out;
-        if (!*started) {
-          out = opening();
-          *started = true;
+        bool done = false;
+        // httplib does not catch what a provider throws: a failure ends the stream with an error event.
+        try {
+          if (!*started) {
+            out = opening();
+            *started = true;
+          }
+          std::deque<Job::Event> batch;
+          {
+            std::unique_lock<std::mutex> lock(job->mu);
+            job->cv.wait_for(lock, std::chrono::seconds(1), [&] { return !job->events.empty() || job->all_done(); });
+            batch.swap(job->events);
+            done = job->all_done();  // every event of a finished job is queued before it finishes
+          }
+          for (const auto& e : batch) out += render(e);
+          if (done) out += closing();
+        } catch (const std::exception& e) {
+          out = sse(ApiError(500, std::string("internal error: ") + e.what(), "", "internal_error", "server_error").body());
+          sink.write(out.data(), out.size());
+          return false;
         }
-        std::deque<Job::Event> batch;
-        bool done;
-        {
-          std::unique_lock<std::mutex> lock(job->mu);
-          job->cv.wait_for(lock, std::chrono::seconds(1), [&] { return !job->events.empty() || job->all_done(); });
-          batch.swap(job->events);
-          done = job->all_done();  // every event of a finished job is queued before it finishes
-        }
-        for (const auto& e : batch) out += render(e);
-        if (done) out += closing();
         // While a request waits for a slot, a comment line keeps the connection checked.
         if (out.empty()) out = ": keep-alive\n\n";
         if (!sink.write(out.data(), out.size())) return false;
@@ -473,6 +480,7 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
                  : endpoint == Endpoint::Completions ? parse_completion_request(body, options_.limits)
                                                      : parse_responses_request(body, options_.limits);
   ModelSlot& slot = find_model(r.model);
+  const char* prompt_field = endpoint == Endpoint::Completions ? "prompt" : endpoint == Endpoint::Responses ? "input" : "messages";
   std::vector<std::vector<int32_t>> prompts;
   try {
     if (endpoint == Endpoint::Completions) {
@@ -485,21 +493,31 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
       for (int i = 0; i < r.n; ++i) prompts.push_back(ids);
     }
   } catch (const Error& e) {
-    throw ApiError(400, e.what(), endpoint == Endpoint::Completions ? "prompt" : "messages", "invalid_prompt");
+    throw ApiError(400, e.what(), prompt_field, "invalid_prompt");
   }
-  // Bounded work: past max_queued requests in flight, clients are told to come back.
+  // A prompt that can never fit is the client's error, busy server or not (a 503 invites a retry).
+  for (const auto& p : prompts) {
+    if (static_cast<int64_t>(p.size()) >= slot.context)
+      throw ApiError(400, "the prompt has " + std::to_string(p.size()) + " tokens; the context of '" + slot.id + "' is " +
+                              std::to_string(slot.context) + " tokens",
+                     prompt_field, "context_length_exceeded");
+    if (p.empty()) throw ApiError(400, "the prompt is empty", prompt_field, "invalid_value");
+  }
+  // Bounded work: past max_queued requests in flight (streams until they end), clients are told to
+  // come back.
   struct InFlight {
     std::atomic<uint64_t>& n;
-    explicit InFlight(std::atomic<uint64_t>& n) : n(n) { ++n; }
+    uint64_t count;  // this one included
+    explicit InFlight(std::atomic<uint64_t>& n) : n(n), count(++n) {}
     ~InFlight() { --n; }
   };
-  if (metrics_.in_flight.load() >= options_.max_queued) {
+  auto in_flight = std::make_shared<const InFlight>(metrics_.in_flight);
+  if (in_flight->count > options_.max_queued) {
     res.set_header("Retry-After", "1");
     throw ApiError(503, "the server is busy: too many requests in flight", "", "server_busy", "server_error");
   }
-  InFlight in_flight(metrics_.in_flight);
   auto job = submit(slot, r, std::move(prompts));
-  respond(r, job, res);
+  respond(r, job, res, std::move(in_flight));
 }
 
 std::string Server::metrics_text() const {
@@ -530,7 +548,16 @@ int Server::run() {
   http_.set_payload_max_length(options_.max_body_bytes);
   http_.set_read_timeout(options_.timeout_s, 0);
   http_.set_write_timeout(options_.timeout_s, 0);
-  http_.set_keep_alive_timeout(5);
+  // An idle keep-alive connection holds its worker too: no longer than a stalled read would.
+  http_.set_keep_alive_timeout(std::min(5, options_.timeout_s));
+  // A client that stops reading is noticed (write timeout) only once its socket's buffers are full:
+  // a fixed send buffer, which accepted sockets inherit from the listener, bounds both that delay
+  // and the kernel memory a stalled reader pins. 128 KiB still streams far faster than tokens come.
+  http_.set_socket_options([](socket_t sock) {
+    httplib::default_socket_options(sock);
+    const int bytes = 128 << 10;
+    setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  });
   http_.set_exception_handler([error_json](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     try {
       std::rethrow_exception(ep);

@@ -98,6 +98,31 @@ test("chat logprobs: tokens add up to the content, alternatives sorted", async (
   }
 });
 
+test("alternatives past the tokenizer (the embedding's padding rows) have no text, streamed or not", async () => {
+  // The synthetic model's lm_head has 32064 rows for 32011 tokens: sampling ranks padding rows too
+  // (this sample at its token 338: more room than this file's server gives).
+  const roomy = await startServer(["--max-tokens", "400"]);
+  try {
+    const body = chat({ messages: [{ role: "user", content: "Tell me a very long story" }], temperature: 1, seed: 3,
+                        max_tokens: 340, logprobs: true, top_logprobs: 20 });
+    const r = await roomy.client.chat.completions.create(body);
+    const empty = (t) => t.token === "" && t.bytes.length === 0;
+    const alternatives = r.choices.flatMap((c) => c.logprobs.content.flatMap((t) => t.top_logprobs));
+    assert.ok(alternatives.some(empty), "this request ranks a padding row among its alternatives");
+    let streamed = 0, done = 0;
+    for await (const c of await roomy.client.chat.completions.create({ ...body, stream: true })) {
+      for (const ch of c.choices) {
+        streamed += (ch.logprobs?.content ?? []).flatMap((t) => t.top_logprobs).filter(empty).length;
+        if (ch.finish_reason) done++;
+      }
+    }
+    assert.equal(done, 1);
+    assert.ok(streamed > 0);
+  } finally {
+    assert.equal((await roomy.stop()).code, 0);
+  }
+});
+
 test("completions: list of prompts, echo, logprobs, stream", async () => {
   const r = await srv.client.completions.create({ model: "stories260K-phi3", prompt: ["Once upon a time", "The cat"],
                                                   max_tokens: 8, temperature: 0, echo: true, logprobs: 2 });

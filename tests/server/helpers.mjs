@@ -1,4 +1,6 @@
 // Starts `phinfer serve` on a free loopback port for a test file and stops it afterwards.
+// ctest sets PHINFER_CLI and PHINFER_SHARED_DIR; to test another build (e.g. a sanitizer's), run
+//   PHINFER_CLI=build-asan/phinfer PHINFER_SHARED_DIR=../shared node --test tests/server/
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
