@@ -32,7 +32,7 @@ void q5_0(const uint8_t* b, float* y) {
   const float d = half(b);
   uint32_t h;
   std::memcpy(&h, b + 2, 4);
-  for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>((nibble(b + 6, j) | ((h >> j) & 1) << 4) - 16);
+  for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>((nibble(b + 6, j) | static_cast<int>((h >> j) & 1) << 4) - 16);
 }
 void q5_1(const uint8_t* b, float* y) {
   const float d = half(b), m = half(b + 2);

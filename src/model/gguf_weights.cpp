@@ -190,13 +190,14 @@ inline uint16_t load_u16(const uint8_t* p) {
 // One kernels layout target of a block-quantized GGUF type, and the codes/scales of one block.
 struct Repack {
   WeightFormat format;
-  int group;
+  int group;  // of the kernels' layout
   bool symmetric;
+  int split = 1;  // groups per stored block
 };
 
 std::optional<Repack> repack_target(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: return Repack{WeightFormat::Int8, 32, true};
+    case GgmlType::Q8_0: return Repack{WeightFormat::Int8, 16, true, 2};
     case GgmlType::Q4_0: return Repack{WeightFormat::Int4, 32, true};
     case GgmlType::Q4_1: return Repack{WeightFormat::Int4, 32, false};
     case GgmlType::Q5_0: return Repack{WeightFormat::Int8, 32, true};
@@ -327,9 +328,17 @@ WeightMatrix gguf_matrix(const GgufFile& f, const TensorSpec& spec, GgufWeights 
   const int64_t row_bytes = t.row_length() / format::ggml_type_info(t.type).block * format::ggml_type_info(t.type).block_bytes;
   std::vector<uint8_t> codes(static_cast<size_t>(m.cols));
   std::vector<uint16_t> scales(static_cast<size_t>(L.n_scales)), mins(static_cast<size_t>(L.n_scales));
+  const int split = target->split;
+  std::vector<uint16_t> block_scales(static_cast<size_t>(L.n_scales / split)), block_mins(block_scales.size());
   for (int64_t r = 0; r < m.rows; ++r) {
-    row_codes(t.type, reinterpret_cast<const uint8_t*>(t.data.data()) + r * row_bytes, m.cols, codes.data(), scales.data(),
-              mins.data());
+    row_codes(t.type, reinterpret_cast<const uint8_t*>(t.data.data()) + r * row_bytes, m.cols, codes.data(),
+              block_scales.data(), block_mins.data());
+    // Each stored block becomes `split` groups with its scale: activations are then quantized per
+    // smaller group, which lowers their rounding error (the weights are unchanged).
+    for (int64_t g = 0; g < L.n_scales; ++g) {
+      scales[static_cast<size_t>(g)] = block_scales[static_cast<size_t>(g / split)];
+      mins[static_cast<size_t>(g)] = block_mins[static_cast<size_t>(g / split)];
+    }
     kernels::pack_row(L, r, codes.data(), scales.data(), mins.data(), out);
   }
   m.format = target->format;

@@ -49,10 +49,11 @@ std::vector<float> to_f32(const kernels::WeightMatrix& m);
 
 // How a GGUF file's matrices are held for the kernels.
 enum class GgufWeights {
-  Native,      // in the kernels' formats, at the file's precision: F32/F16/BF16 in place; Q8_0,
-               // Q4_0, Q4_1, Q5_0, Q5_1 repacked losslessly into int8/int4 (group 32); Q4_K and
-               // Q5_K into int4/int8 group 32 asymmetric and Q6_K into int8 group 16, codes kept,
-               // each sub-block's scale (and minimum) d*sc rounded to fp16
+  Native,      // in the kernels' formats, at the file's precision: F32/F16/BF16 in place; Q8_0
+               // (int8 group 16: each block's scale twice, so activations are quantized per 16),
+               // Q4_0, Q4_1 (int4 group 32), Q5_0, Q5_1 (int8 group 32) repacked losslessly; Q4_K
+               // and Q5_K into int4/int8 group 32 asymmetric and Q6_K into int8 group 16, codes
+               // kept, each sub-block's scale (and minimum) d*sc rounded to fp16
   Dequantize,  // exact: every quantized matrix dequantized to fp32 (F16/BF16 stay in place)
 };
 
