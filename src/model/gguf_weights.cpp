@@ -96,11 +96,11 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   if (auto eps = f.get_float(key("attention.layer_norm_rms_epsilon"))) j["rms_norm_eps"] = *eps;
   if (auto theta = f.get_float(key("rope.freq_base"))) j["rope_theta"] = *theta;
   if (auto rot = f.get_uint(key("rope.dimension_count"))) {
-    if (head_dim == 0 || *rot == 0 || *rot > head_dim || *rot % 2 != 0)
+    if (head_dim > 0 && (*rot == 0 || *rot > head_dim || *rot % 2 != 0))
       throw Error(f.source() + ": metadata key '" + key("rope.dimension_count") +
                   "': expected an even number from 2 to head_dim " + std::to_string(head_dim) + ", found " +
                   std::to_string(*rot));
-    j["partial_rotary_factor"] = static_cast<double>(*rot) / static_cast<double>(head_dim);
+    if (head_dim > 0) j["partial_rotary_factor"] = static_cast<double>(*rot) / static_cast<double>(head_dim);
   }
   const uint64_t context = require_uint(f, key("context_length"));
   j["max_position_embeddings"] = context;
@@ -120,7 +120,19 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   const json g = generation_json(f);
   for (const char* k : {"bos_token_id", "eos_token_id", "pad_token_id"})
     if (g.contains(k)) j[k] = g[k];
-  return ModelConfig::from_json(j, f.source() + " (metadata)");
+  ModelConfig c = ModelConfig::from_json(j, f.source() + " (metadata)");
+  // A file with more layers than block_count has the wrong metadata: running it would silently
+  // drop layers.
+  for (const GgufTensor& t : f.tensors()) {
+    if (t.name.rfind("blk.", 0) != 0) continue;
+    int64_t layer = 0;
+    size_t i = 4;
+    for (; i < t.name.size() && i < 14 && t.name[i] >= '0' && t.name[i] <= '9'; ++i) layer = layer * 10 + (t.name[i] - '0');
+    if (i > 4 && layer >= c.num_hidden_layers)
+      throw Error(f.source() + ": holds tensor '" + t.name + "' of layer " + std::to_string(layer) + ", but " +
+                  key("block_count") + " is " + std::to_string(c.num_hidden_layers));
+  }
+  return c;
 }
 
 GenerationDefaults generation_defaults_from_gguf(const GgufFile& f) {
