@@ -87,6 +87,7 @@ class GgufWriter {
     const size_t data_start = out.size();
     for (size_t k = 0; k < tensors_.size(); ++k) {
       const auto& t = tensors_[k];
+      if (placed[k] > (uint64_t{1} << 30)) continue;  // a crafted offset far past the end: no data
       if (data_start + placed[k] + t.data.size() > out.size()) out.resize(data_start + placed[k] + t.data.size(), '\0');
       std::memcpy(out.data() + data_start + placed[k], t.data.data(), t.data.size());
     }

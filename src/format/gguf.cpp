@@ -43,8 +43,12 @@ class Reader {
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return b_.size() - pos_; }
 
+  // `what` names the field, usually starting with the source name (not repeated then).
+  std::string field(const std::string& what) const {
+    return what.rfind(src_ + ": ", 0) == 0 ? what.substr(src_.size() + 2) : what;
+  }
   [[noreturn]] void truncated(const std::string& what, uint64_t need) const {
-    throw Error(src_ + ": truncated GGUF file: " + what + " needs " + std::to_string(need) + " bytes at offset " +
+    throw Error(src_ + ": truncated GGUF file: " + field(what) + " needs " + std::to_string(need) + " bytes at offset " +
                 std::to_string(pos_) + ", but only " + std::to_string(remaining()) + " remain");
   }
   std::span<const std::byte> take(uint64_t n, const std::string& what) {
@@ -60,7 +64,7 @@ class Reader {
   std::string_view string(const std::string& what) {
     const uint64_t n = get<uint64_t>(what + " length");
     if (n > remaining())
-      throw Error(src_ + ": " + what + ": string length " + std::to_string(n) + " exceeds the " + std::to_string(remaining()) +
+      throw Error(src_ + ": " + field(what) + ": string length " + std::to_string(n) + " exceeds the " + std::to_string(remaining()) +
                   " bytes left in the file");
     auto s = take(n, what);
     return {reinterpret_cast<const char*>(s.data()), s.size()};
