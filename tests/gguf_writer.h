@@ -1,10 +1,18 @@
 #pragma once
 // A small GGUF writer for the tests and the fuzz harness (never part of the product library): it
 // builds valid files and, through its raw hooks, the malformed ones the reader must reject.
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "format/gguf.h"
 
 namespace phinfer::test {
 
@@ -112,6 +120,72 @@ class GgufWriter {
   std::string kv_;
   uint64_t n_kv_ = 0;
   std::vector<Tensor> tensors_;
+};
+
+// A valid tiny phi3 GGUF (hidden 32, 2 heads of 16, 1 kv head, 1 layer, vocab 8, llama tokenizer);
+// `edit` changes metadata before the file is written; `tensors` can drop or reshape tensors.
+struct TinyPhi3 {
+  std::map<std::string, std::function<void(GgufWriter&, const std::string&)>> kv;
+  std::map<std::string, std::pair<std::vector<int64_t>, uint32_t>> tensors;  // name -> ne, type
+
+  TinyPhi3() {
+    auto u32 = [](uint32_t v) { return [v](GgufWriter& w, const std::string& k) { w.u32(k, v); }; };
+    kv["general.architecture"] = [](GgufWriter& w, const std::string& k) { w.str(k, "phi3"); };
+    kv["phi3.context_length"] = u32(128);
+    kv["phi3.embedding_length"] = u32(32);
+    kv["phi3.feed_forward_length"] = u32(64);
+    kv["phi3.block_count"] = u32(1);
+    kv["phi3.attention.head_count"] = u32(2);
+    kv["phi3.attention.head_count_kv"] = u32(1);
+    kv["phi3.rope.dimension_count"] = u32(16);
+    kv["phi3.attention.layer_norm_rms_epsilon"] = [](GgufWriter& w, const std::string& k) { w.f32(k, 1e-5f); };
+    kv["tokenizer.ggml.model"] = [](GgufWriter& w, const std::string& k) { w.str(k, "llama"); };
+    kv["tokenizer.ggml.tokens"] = [](GgufWriter& w, const std::string& k) {
+      w.strings(k, {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab"});
+    };
+    kv["tokenizer.ggml.scores"] = [](GgufWriter& w, const std::string& k) {
+      w.numbers<float>(k, GgufWriter::F32, {0, 0, 0, -1, -2, -3, -4, -5});
+    };
+    kv["tokenizer.ggml.token_type"] = [](GgufWriter& w, const std::string& k) {
+      w.numbers<int32_t>(k, GgufWriter::I32, {2, 3, 3, 1, 1, 1, 1, 1});
+    };
+    kv["tokenizer.ggml.bos_token_id"] = u32(1);
+    kv["tokenizer.ggml.eos_token_id"] = u32(2);
+    tensors["token_embd.weight"] = {{32, 8}, 0};
+    tensors["output_norm.weight"] = {{32}, 0};
+    tensors["output.weight"] = {{32, 8}, 0};
+    tensors["blk.0.attn_norm.weight"] = {{32}, 0};
+    tensors["blk.0.ffn_norm.weight"] = {{32}, 0};
+    tensors["blk.0.attn_qkv.weight"] = {{32, 64}, 0};
+    tensors["blk.0.attn_output.weight"] = {{32, 32}, 0};
+    tensors["blk.0.ffn_up.weight"] = {{32, 128}, 0};
+    tensors["blk.0.ffn_down.weight"] = {{64, 32}, 0};
+  }
+  std::string build() const {
+    GgufWriter w;
+    for (const auto& [k, put] : kv) put(w, k);
+    uint32_t seed = 1;
+    for (const auto& [name, t] : tensors) {
+      int64_t n = 1;
+      for (int64_t d : t.first) n *= d;
+      const auto& info = *format::ggml_type_info(t.second);
+      std::string data(static_cast<size_t>(n / info.block * info.block_bytes), '\0');
+      if (t.second == 0) {
+        for (int64_t i = 0; i < n; ++i) {
+          seed = seed * 1664525u + 1013904223u;
+          const float v = name.find("norm") != std::string::npos || name.find("rope") != std::string::npos ? 1.0f : (static_cast<float>(seed >> 8) / 16777216.0f - 0.5f) * 0.2f;
+          std::memcpy(data.data() + 4 * i, &v, 4);
+        }
+      }
+      w.tensor(name, t.second, t.first, data);
+    }
+    return w.build();
+  }
+  std::filesystem::path write(const std::filesystem::path& dir, const std::string& tag) const {
+    const auto path = dir / ("phinfer-gguf-" + std::to_string(::getpid()) + "-" + tag + ".gguf");
+    std::ofstream(path, std::ios::binary) << build();
+    return path;
+  }
 };
 
 }  // namespace phinfer::test

@@ -31,7 +31,7 @@ extern "C" const char* __ubsan_default_options() { return "abort_on_error=1:prin
 namespace phinfer::fuzz {
 
 const std::vector<Target>& targets() {
-  // name, what it parses, harness, inputs of the bounded CI run. GGUF and HTTP requests come here.
+  // name, what it parses, harness, inputs of the bounded CI run. HTTP requests come here.
   static const std::vector<Target> all = {
       {"safetensors", "safetensors bytes: header JSON edits, header length, offsets, dtypes, shapes", make_safetensors, 20000},
       {"config", "config.json and generation_config.json: structural and textual edits of real files", make_config, 3000},
@@ -39,6 +39,7 @@ const std::vector<Target>& targets() {
       {"template", "chat templates: generated Jinja from the supported constructs, real templates mutated", make_template, 3000},
       {"native", ".phi model files from the converter, metadata and tensors mutated, CRCs fixed", make_native, 400},
       {"chatload", "ChatSession::load_json inputs (chat /load files), then rendered and continued", make_chatload, 1500},
+      {"gguf", "GGUF files: metadata retyped / edge values / nested arrays, tensor shapes, types, offsets, byte edits; then config, tokenizer, weights, one forward pass", make_gguf, 3000},
   };
   return all;
 }

@@ -10,6 +10,7 @@ std::unique_ptr<Harness> make_tokenizer(const Context& ctx);
 std::unique_ptr<Harness> make_template(const Context& ctx);
 std::unique_ptr<Harness> make_native(const Context& ctx);
 std::unique_ptr<Harness> make_chatload(const Context& ctx);
+std::unique_ptr<Harness> make_gguf(const Context& ctx);
 
 // Reads a whole file (seeds from ../shared); throws std::runtime_error when missing.
 std::string read_file(const std::filesystem::path& p);
