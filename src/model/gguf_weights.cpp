@@ -1,7 +1,9 @@
 #include "model/gguf_weights.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -338,21 +340,31 @@ WeightMatrix gguf_matrix(const GgufFile& f, const TensorSpec& spec, GgufWeights 
   storage.emplace_back(L.total_bytes);
   std::byte* out = storage.back().data();
   const int64_t row_bytes = t.row_length() / format::ggml_type_info(t.type).block * format::ggml_type_info(t.type).block_bytes;
-  std::vector<uint8_t> codes(static_cast<size_t>(m.cols));
-  std::vector<uint16_t> scales(static_cast<size_t>(L.n_scales)), mins(static_cast<size_t>(L.n_scales));
   const int split = target->split;
-  std::vector<uint16_t> block_scales(static_cast<size_t>(L.n_scales / split)), block_mins(block_scales.size());
-  for (int64_t r = 0; r < m.rows; ++r) {
-    row_codes(t.type, reinterpret_cast<const uint8_t*>(t.data.data()) + r * row_bytes, m.cols, codes.data(),
-              block_scales.data(), block_mins.data());
-    // Each stored block becomes `split` groups with its scale: activations are then quantized per
-    // smaller group, which lowers their rounding error (the weights are unchanged).
-    for (int64_t g = 0; g < L.n_scales; ++g) {
-      scales[static_cast<size_t>(g)] = block_scales[static_cast<size_t>(g / split)];
-      mins[static_cast<size_t>(g)] = block_mins[static_cast<size_t>(g / split)];
+  const auto* src = reinterpret_cast<const uint8_t*>(t.data.data());
+  // Rows own disjoint bytes of the packed matrix (their codes and scales), so row ranges repack in
+  // parallel.
+  auto repack_rows = [&](int64_t r0, int64_t r1) {
+    std::vector<uint8_t> codes(static_cast<size_t>(m.cols));
+    std::vector<uint16_t> scales(static_cast<size_t>(L.n_scales)), mins(scales.size());
+    std::vector<uint16_t> block_scales(static_cast<size_t>(L.n_scales / split)), block_mins(block_scales.size());
+    for (int64_t r = r0; r < r1; ++r) {
+      row_codes(t.type, src + r * row_bytes, m.cols, codes.data(), block_scales.data(), block_mins.data());
+      // Each stored block becomes `split` groups with its scale: activations are then quantized per
+      // smaller group, which lowers their rounding error (the weights are unchanged).
+      for (int64_t g = 0; g < L.n_scales; ++g) {
+        scales[static_cast<size_t>(g)] = block_scales[static_cast<size_t>(g / split)];
+        mins[static_cast<size_t>(g)] = block_mins[static_cast<size_t>(g / split)];
+      }
+      kernels::pack_row(L, r, codes.data(), scales.data(), mins.data(), out);
     }
-    kernels::pack_row(L, r, codes.data(), scales.data(), mins.data(), out);
-  }
+  };
+  const int64_t n_threads = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::max<int64_t>(1, m.rows / 256));
+  std::vector<std::thread> workers;
+  for (int64_t k = 1; k < n_threads; ++k)
+    workers.emplace_back(repack_rows, m.rows * k / n_threads, m.rows * (k + 1) / n_threads);
+  repack_rows(0, m.rows / n_threads);
+  for (auto& w : workers) w.join();
   m.format = target->format;
   m.group_size = target->group;
   m.symmetric = target->symmetric;
