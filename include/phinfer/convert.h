@@ -15,7 +15,9 @@
 namespace phinfer {
 
 struct PHINFER_API ConvertOptions {
-  std::string weight_format = "int4";     // fp32 | fp16 | bf16 | int8 | int4
+  std::string weight_format = "int4";     // fp32 | fp16 | bf16 | int8 | int4, or "source": each tensor as
+                                          // the source stores it (a GGUF file's types repacked into
+                                          // the kernels' layouts, see model/weights.h GgufWeights)
   std::optional<int> group_size;          // int4: default 128; int8: default -1 (per channel); -1 = per channel
   bool symmetric = false;                 // NNCF's default is asymmetric
   double ratio = 1.0;                     // int4 only: share of the layers' weights kept in int4
@@ -47,7 +49,8 @@ struct ConvertSummary {
   double bits_per_weight = 0;  // over the 2-D weights
 };
 
-// Converts `hf_dir` into the model file `out` (written to a per-process out.partial.PID, renamed when complete).
+// Converts `hf_dir` (a Hugging Face folder, or a GGUF file whose tensors are dequantized exactly
+// before they are stored in the chosen format) into the model file `out` (written to a per-process out.partial.PID, renamed when complete).
 PHINFER_API ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesystem::path& out, const ConvertOptions& options);
 
 // The cached model file for (hf_dir, options) under cache_dir, converting it first if missing. The

@@ -127,7 +127,8 @@ struct PipelineOptions {
 // use an Engine (phinfer/engine.h) on the pipeline, which batches them.
 class PHINFER_API Pipeline {
  public:
-  // model: a Hugging Face checkpoint folder or a phinfer model file (phinfer convert).
+  // model: a Hugging Face checkpoint folder, a phinfer model file (phinfer convert) or a GGUF file
+  // (its own tensor types in the kernels' layouts; with `convert`, dequantized exactly first).
   static Pipeline load(const std::filesystem::path& model, const PipelineOptions& options = {});
   ~Pipeline();
   Pipeline(Pipeline&&) noexcept;

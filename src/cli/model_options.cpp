@@ -6,8 +6,10 @@
 #include <cstdlib>
 
 #include "format/file_io.h"
+#include "format/gguf.h"
 #include "format/native_file.h"
 #include "grammar/gbnf.h"
+#include "tokenizer/gguf_vocab.h"
 #include "phinfer/error.h"
 
 namespace phinfer::cli {
@@ -48,7 +50,7 @@ void finish_quantization_options(ConvertOptions& c, const std::optional<int>& gr
 }
 
 void add_model_options(CLI::App* app, ModelArgs& a) {
-  app->add_option("-m,--model", a.model, "Hugging Face checkpoint folder or phinfer model file")->required();
+  app->add_option("-m,--model", a.model, "Hugging Face checkpoint folder, phinfer model file or GGUF file")->required();
   app->add_option("--device", a.pipeline.device, "Where to run: cpu, or auto (the best available device)")
       ->capture_default_str();
   app->add_option("--threads", a.pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
@@ -56,7 +58,7 @@ void add_model_options(CLI::App* app, ModelArgs& a) {
       ->capture_default_str();
   app->add_option("--kv-cache", a.pipeline.kv_cache_dtype, "KV cache precision: f32 (exact), f16 or q8 (int8 with a scale per head and position)")->capture_default_str();
   app->add_option("--weight-format", a.weight_format,
-                  "Convert a Hugging Face folder on the fly: fp32, fp16, bf16, int8 or int4 (cached under --cache-dir)");
+                  "Convert the model on the fly: fp32, fp16, bf16, int8 or int4 (cached under --cache-dir; a GGUF file is dequantized exactly first, so fp32 is its exact path)");
   add_quantization_options(app, a.convert, a.group_size, a.sym, a.asym);
   app->add_option("--cache-dir", a.cache_dir, "Where converted models are cached (default " + default_cache_dir() + ")");
 }
@@ -123,6 +125,10 @@ Pipeline load_pipeline(ModelArgs& a) {
 namespace phinfer::cli {
 
 Tokenizer load_tokenizer(const std::string& model) {
+  if (format::is_gguf_file(model)) {
+    const tok::TokenizerFiles files = tok::tokenizer_files_from_gguf(format::GgufFile::open(model));
+    return Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, model);
+  }
   if (!format::is_native_file(model)) return Tokenizer::from_dir(model);
   const auto file = format::NativeFile::open(model);
   const auto& meta = file.metadata();

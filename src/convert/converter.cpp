@@ -19,7 +19,9 @@
 #include "format/native_file.h"
 #include "format/safetensors.h"
 #include "kernels/quant.h"
+#include "model/gguf_weights.h"
 #include "model/weights.h"
+#include "tokenizer/gguf_vocab.h"
 #include "phinfer/config.h"
 #include "phinfer/error.h"
 
@@ -57,8 +59,29 @@ struct Planned {
   }
 };
 
-// The source tensor as fp32 rows (exact for every float dtype).
-std::vector<float> load_f32(const Planned& p) { return model::to_f32(model::as_matrix(*p.source)); }
+// "source": each tensor in the format the checkpoint stores it in (see ConvertOptions).
+constexpr const char* kSourceFormat = "source";
+
+// A stored matrix of the loaded checkpoint by its schema entry (norms are returned as fp32 rows).
+kernels::WeightMatrix stored_matrix(const model::ModelWeights& w, const TensorSpec& spec, const std::vector<float>** norm) {
+  *norm = nullptr;
+  if (spec.kind == TensorSpec::Kind::Embedding) return w.embed_tokens;
+  if (spec.kind == TensorSpec::Kind::LmHead) return w.lm_head;
+  if (spec.name == "model.norm.weight") {
+    *norm = &w.final_norm;
+    return {};
+  }
+  const size_t dot = spec.name.find('.', 13);
+  const auto& L = w.layers[std::stoul(spec.name.substr(13, dot - 13))];
+  const std::string field = spec.name.substr(dot + 1);
+  if (field == "input_layernorm.weight") *norm = &L.input_norm;
+  if (field == "post_attention_layernorm.weight") *norm = &L.post_attention_norm;
+  if (*norm) return {};
+  return field == "self_attn.qkv_proj.weight" ? L.qkv_proj
+         : field == "self_attn.o_proj.weight" ? L.o_proj
+         : field == "mlp.gate_up_proj.weight" ? L.gate_up_proj
+                                              : L.down_proj;
+}
 
 kernels::QuantParams quant_params(const Planned& p, bool plain) {
   return {p.format, p.group_size, p.symmetric, plain ? kernels::QuantMethod::MinMax : kernels::QuantMethod::Search};
@@ -109,8 +132,8 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h) {
 }  // namespace
 
 void ConvertOptions::validate() const {
-  if (!named_format(weight_format))
-    throw Error("weight format: expected " + kernels::format_names() + ", found '" + weight_format + "'");
+  if (!named_format(weight_format) && weight_format != kSourceFormat)
+    throw Error("weight format: expected " + kernels::format_names() + " or source, found '" + weight_format + "'");
   if (group_size && *group_size != -1 && (*group_size < 1 || *group_size > kernels::kMaxGroupSize))
     throw Error("group size: expected -1 (per output channel) or 1.." + std::to_string(kernels::kMaxGroupSize) +
                 ", found " + std::to_string(*group_size));
@@ -136,9 +159,23 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   o.validate();
   // A bad output path fails now, not after the conversion.
   format::check_output_path(out);
+  // The source: a Hugging Face folder, or a GGUF file (dequantized exactly, tensor by tensor).
+  std::optional<format::GgufFile> gguf;
+  if (format::is_gguf_file(hf_dir)) gguf = format::GgufFile::open(hf_dir);
   // Loading the model validates config and every tensor before any work is done.
-  const ModelConfig cfg = model::LoadedWeights::open(hf_dir).config();
-  const auto checkpoint = format::SafetensorsCheckpoint::open(hf_dir);
+  const bool keep_source = o.weight_format == kSourceFormat;
+  std::optional<model::LoadedWeights> loaded;  // GGUF: only when its stored matrices are kept
+  if (!gguf || keep_source) loaded = model::LoadedWeights::open(hf_dir);
+  const ModelConfig cfg = loaded ? loaded->config() : model::config_from_gguf(*gguf);
+  if (!loaded)
+    for (const TensorSpec& spec : model::expected_tensors(cfg)) model::require_gguf_tensor(*gguf, spec);
+  const auto checkpoint = gguf ? format::SafetensorsCheckpoint() : format::SafetensorsCheckpoint::open(hf_dir);
+  auto load_f32 = [&](const Planned& p) {
+    return gguf ? model::gguf_tensor_f32(*gguf, p.spec) : model::to_f32(model::as_matrix(*p.source));
+  };
+  auto release = [&](const Planned& p) {
+    if (p.source) checkpoint.release(*p.source);
+  };
   kernels::ThreadPool pool(o.threads);
 
   // 1. Choose each tensor's format.
@@ -156,6 +193,17 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
     Planned p;
     p.spec = spec;
     p.source = checkpoint.find(spec.name);
+    if (keep_source) {
+      const std::vector<float>* norm;
+      const kernels::WeightMatrix m = stored_matrix(loaded->weights(), spec, &norm);
+      if (!norm) {
+        p.format = m.format;
+        p.group_size = m.group_size;
+        p.symmetric = m.symmetric;
+      }
+      plan.push_back(p);
+      continue;
+    }
     switch (spec.kind) {
       case TensorSpec::Kind::Norm: plan_format(p, "fp32", true, false); break;
       case TensorSpec::Kind::Linear: plan_format(p, o.weight_format, o.symmetric, true); break;
@@ -193,7 +241,7 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
     for (size_t i : linear) {
       progress(plan[i].spec.name);
       std::vector<float> w = load_f32(plan[i]);
-      checkpoint.release(*plan[i].source);
+      release(plan[i]);
       kernels::AlignedBytes scratch(plan[i].bytes());
       plan[i].rel_rmse = kernels::quantize_into(w.data(), plan[i].rows(), plan[i].cols(), quant_params(plan[i], o.plain_rounding),
                                                 scratch.data(), &pool)
@@ -215,13 +263,28 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   // 3. Write: metadata first, then each tensor converted and streamed.
   json meta;
   meta["format"] = "phinfer";
-  meta["config"] = format::read_json_file(hf_dir / "config.json");
-  meta["generation_config"] = std::filesystem::exists(hf_dir / "generation_config.json")
-                                  ? format::read_json_file(hf_dir / "generation_config.json")
-                                  : json(nullptr);
   json tokenizer = json::object();
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (std::filesystem::exists(hf_dir / f)) tokenizer[f] = format::read_whole_file(hf_dir / f);
+  if (gguf) {
+    meta["config"] = cfg.to_json();
+    const GenerationDefaults g = model::generation_defaults_from_gguf(*gguf);
+    json gc = json::object();
+    if (g.bos_token_id) gc["bos_token_id"] = *g.bos_token_id;
+    if (!g.eos_token_ids.empty()) gc["eos_token_id"] = g.eos_token_ids;
+    if (g.pad_token_id) gc["pad_token_id"] = *g.pad_token_id;
+    meta["generation_config"] = gc;
+    if (gguf->find("tokenizer.ggml.model")) {
+      const tok::TokenizerFiles files = tok::tokenizer_files_from_gguf(*gguf);
+      tokenizer["tokenizer.json"] = files.tokenizer_json;
+      tokenizer["tokenizer_config.json"] = files.tokenizer_config_json;
+    }
+  } else {
+    meta["config"] = format::read_json_file(hf_dir / "config.json");
+    meta["generation_config"] = std::filesystem::exists(hf_dir / "generation_config.json")
+                                    ? format::read_json_file(hf_dir / "generation_config.json")
+                                    : json(nullptr);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      if (std::filesystem::exists(hf_dir / f)) tokenizer[f] = format::read_whole_file(hf_dir / f);
+  }
   meta["tokenizer"] = tokenizer;
   meta["quantization"] = {{"weight_format", o.weight_format},
                           {"group_size", o.group_size ? *o.group_size : (o.weight_format == "int4" ? 128 : -1)},
@@ -246,13 +309,19 @@ ConvertSummary convert(const std::filesystem::path& hf_dir, const std::filesyste
   done_weights = mixed ? total_weights / 2 : 0;
   for (auto& p : plan) {
     progress(p.spec.name);
-    std::vector<float> w = load_f32(p);
-    checkpoint.release(*p.source);
     double err = 0;
-    kernels::AlignedBytes bytes = encode(p, w, o.plain_rounding, pool, &err);
-    writer.write(std::span<const std::byte>(bytes.data(), p.bytes()));
+    if (keep_source) {
+      const std::vector<float>* norm;
+      const kernels::WeightMatrix m = stored_matrix(loaded->weights(), p.spec, &norm);
+      writer.write(norm ? std::as_bytes(std::span<const float>(*norm)) : std::span<const std::byte>(m.data, m.bytes()));
+    } else {
+      std::vector<float> w = load_f32(p);
+      release(p);
+      kernels::AlignedBytes bytes = encode(p, w, o.plain_rounding, pool, &err);
+      writer.write(std::span<const std::byte>(bytes.data(), p.bytes()));
+    }
     p.rel_rmse = err;
-    done_weights += w.size();
+    done_weights += static_cast<uint64_t>(p.rows() * p.cols());
     summary.tensors.push_back({p.spec.name, file_format_name(p.format), p.group_size, p.symmetric, p.rows(), p.cols(), err, p.bytes()});
     if (p.spec.kind != TensorSpec::Kind::Norm) {
       weight_bits += p.bytes() * 8;
@@ -371,9 +440,13 @@ std::filesystem::path cached_conversion(const std::filesystem::path& hf_dir, con
   const std::string key = options.key();
   h = fnv1a(key.data(), key.size(), h);
   std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(hf_dir)) {
-    const auto ext = e.path().extension().string();
-    if (ext == ".json" || ext == ".safetensors") files.push_back(e.path());
+  if (format::is_gguf_file(hf_dir)) {
+    files.push_back(hf_dir);
+  } else {
+    for (const auto& e : std::filesystem::directory_iterator(hf_dir)) {
+      const auto ext = e.path().extension().string();
+      if (ext == ".json" || ext == ".safetensors") files.push_back(e.path());
+    }
   }
   std::sort(files.begin(), files.end());
   for (const auto& f : files) h = hash_source_file(f, h);  // a FIFO or device among them is an error

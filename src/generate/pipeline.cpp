@@ -5,6 +5,8 @@
 #include "engine/engine_impl.h"
 #include "format/native_file.h"
 #include "generate/pipeline_impl.h"
+#include "model/gguf_weights.h"
+#include "tokenizer/gguf_vocab.h"
 #include "phinfer/error.h"
 
 namespace phinfer {
@@ -69,6 +71,13 @@ Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineO
     }
     if (meta.contains("generation_config") && !meta["generation_config"].is_null())
       impl->defaults = GenerationDefaults::from_json(meta["generation_config"], src + " (generation_config)");
+  } else if (const format::GgufFile* gguf = impl->model->loaded().gguf()) {
+    // The tokenizer and the special token ids travel in the GGUF metadata.
+    if (gguf->find("tokenizer.ggml.model")) {
+      const tok::TokenizerFiles files = tok::tokenizer_files_from_gguf(*gguf);
+      impl->tokenizer = Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, gguf->source());
+    }
+    impl->defaults = model::generation_defaults_from_gguf(*gguf);
   } else {
     if (std::filesystem::exists(model_path / "tokenizer.json")) impl->tokenizer = Tokenizer::from_dir(model_path);
     impl->defaults = GenerationDefaults::from_file(model_path / "generation_config.json");

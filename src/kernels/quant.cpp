@@ -114,6 +114,21 @@ QuantLayout QuantLayout::of(WeightFormat format, int64_t rows, int64_t cols, int
   return L;
 }
 
+void pack_row(const QuantLayout& L, int64_t row, const uint8_t* codes, const uint16_t* scales, const uint16_t* minimums,
+              std::byte* out) {
+  std::byte* tile = out + (row / kTileRows) * L.tile_bytes;
+  const int64_t r = row % kTileRows;
+  for (int64_t g = 0; g < L.n_scales; ++g) {
+    scale_ptr(tile, L, false)[g * kTileRows + r] = scales[g];
+    if (!L.symmetric) scale_ptr(tile, L, true)[g * kTileRows + r] = minimums[g];
+  }
+  for (int64_t c = 0; c < L.cols; ++c) {
+    int shift;
+    uint8_t* b = code_byte(tile, L, r, c, &shift);
+    *b = static_cast<uint8_t>(*b | (codes[c] << shift));
+  }
+}
+
 size_t quantized_size(WeightFormat format, int64_t rows, int64_t cols, int group_size, bool symmetric) {
   return QuantLayout::of(format, rows, cols, group_size, symmetric).total_bytes;
 }

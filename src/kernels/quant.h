@@ -142,6 +142,13 @@ QuantizedMatrix quantize(const float* w, int64_t rows, int64_t cols, const Quant
 QuantError quantize_into(const float* w, int64_t rows, int64_t cols, const QuantParams& params, std::byte* out,
                          ThreadPool* pool = nullptr);
 
+// Stores row `row` of a packed matrix (`out`: L.total_bytes, zero-initialised) from its codes
+// (cols values in [0, 2^bits)), one fp16 scale per block and, when asymmetric, one fp16 minimum per
+// block: formats that already hold codes and scales (GGUF's Q8_0, Q4_0, ...) are repacked
+// losslessly this way instead of being requantized.
+void pack_row(const QuantLayout& L, int64_t row, const uint8_t* codes, const uint16_t* scales, const uint16_t* minimums,
+              std::byte* out);
+
 // Columns [c0, c0 + n) of row r of a Int8/Int4 matrix as fp32.
 void dequantize_row(const WeightMatrix& w, int64_t r, int64_t c0, int64_t n, float* out);
 inline void dequantize_row(const WeightMatrix& w, int64_t r, float* out) { dequantize_row(w, r, 0, w.cols, out); }

@@ -4,6 +4,7 @@
 #include <functional>
 #include <set>
 
+#include "model/gguf_weights.h"
 #include "phinfer/error.h"
 
 namespace phinfer::model {
@@ -93,7 +94,7 @@ void reject_unused_layers(const Map& tensors, const ModelConfig& c, const std::s
 
 }  // namespace
 
-LoadedWeights LoadedWeights::open(const std::filesystem::path& path) {
+LoadedWeights LoadedWeights::open(const std::filesystem::path& path, GgufWeights gguf) {
   LoadedWeights m;
   m.path_ = path;
   std::function<WeightMatrix(const TensorSpec&)> matrix;
@@ -104,9 +105,13 @@ LoadedWeights LoadedWeights::open(const std::filesystem::path& path) {
     m.config_ = ModelConfig::from_json(meta["config"], path.string() + " (config)");
     reject_unused_layers(m.native_->tensors(), m.config_, path.string());
     matrix = [&f = *m.native_](const TensorSpec& spec) { return native_matrix(f, spec); };
+  } else if (format::is_gguf_file(path)) {
+    m.gguf_ = std::make_shared<const format::GgufFile>(format::GgufFile::open(path));
+    m.config_ = config_from_gguf(*m.gguf_);
+    matrix = [&f = *m.gguf_, gguf, &owned = m.owned_](const TensorSpec& spec) { return gguf_matrix(f, spec, gguf, owned); };
   } else {
     if (!std::filesystem::is_directory(path))
-      throw Error(path.string() + ": not a Hugging Face checkpoint folder or a phinfer model file");
+      throw Error(path.string() + ": not a Hugging Face checkpoint folder, a phinfer model file or a GGUF file");
     m.config_ = ModelConfig::from_file(path / "config.json");
     m.checkpoint_ = format::SafetensorsCheckpoint::open(path);
     if (!m.config_.tie_word_embeddings && !m.checkpoint_.find("lm_head.weight"))

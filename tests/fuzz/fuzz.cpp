@@ -32,7 +32,7 @@ extern "C" const char* __ubsan_default_options() { return "abort_on_error=1:prin
 namespace phinfer::fuzz {
 
 const std::vector<Target>& targets() {
-  // name, what it parses, harness, inputs of the bounded CI run. GGUF comes here.
+  // name, what it parses, harness, inputs of the bounded CI run.
   static const std::vector<Target> all = {
       {"safetensors", "safetensors bytes: header JSON edits, header length, offsets, dtypes, shapes", make_safetensors, 20000},
       {"config", "config.json and generation_config.json: structural and textual edits of real files", make_config, 3000},
@@ -42,6 +42,7 @@ const std::vector<Target>& targets() {
       {"chatload", "ChatSession::load_json inputs (chat /load files), then rendered and continued", make_chatload, 1500},
       {"grammar", "JSON schemas and GBNF grammars mutated, compiled, walked byte by byte (never a dead end)", make_grammar, 3000},
       {"openai_request", "the server's request bodies (chat, completions, responses): fields edited, retyped, nested, bytes", make_openai_request, 5000},
+      {"gguf", "GGUF files: metadata retyped / edge values / nested arrays, tensor shapes, types, offsets, byte edits; then config, tokenizer, weights, one forward pass", make_gguf, 3000},
   };
   return all;
 }

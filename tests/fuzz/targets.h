@@ -12,6 +12,7 @@ std::unique_ptr<Harness> make_native(const Context& ctx);
 std::unique_ptr<Harness> make_chatload(const Context& ctx);
 std::unique_ptr<Harness> make_grammar(const Context& ctx);
 std::unique_ptr<Harness> make_openai_request(const Context& ctx);
+std::unique_ptr<Harness> make_gguf(const Context& ctx);
 
 // Reads a whole file (seeds from ../shared); throws std::runtime_error when missing.
 std::string read_file(const std::filesystem::path& p);
