@@ -30,7 +30,7 @@ class PHINFER_API Grammar {
   // The grammar in GBNF (for a schema: the grammar made from it).
   const std::string& gbnf() const;
 
-  struct Impl;
+  struct PHINFER_HIDDEN Impl;
   std::shared_ptr<const Impl> impl;
 };
 
