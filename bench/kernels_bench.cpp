@@ -1,9 +1,9 @@
-// Kernel benchmarks (Google Benchmark): decode (1 token) and prefill (512 tokens) matmuls on the
-// Phi-3-mini shapes for Int4 g128 sym/asym, Int8 per-channel and F16, plus the machine probes.
+// Kernel benchmarks (Google Benchmark): decode (1 token), batched decode (8 and 16 tokens: one
+// row each from that many sequences) and prefill (512 tokens) matmuls on the Phi-3-mini shapes for Int4 g128 sym/asym, Int8 per-channel and F16, plus the machine probes.
 //   kernels_bench [--benchmark_filter=...]     PHINFER_ISA=... forces a path, PHINFER_THREADS=n
 // Counters: GB/s = weight bytes streamed per second, GOP/s = 2 * rows * cols * tokens per second.
-// Decode cycles through enough copies of the matrix (>= 1 GiB in all) that every call reads its
-// weights from DRAM, as a real decode step does; prefill reuses one copy.
+// Decode, batched or not, cycles through enough copies of the matrix (>= 1 GiB in all) that every
+// call reads its weights from DRAM, as a real decode step does; prefill reuses one copy.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -94,7 +94,7 @@ void BM_Matmul(benchmark::State& state) {
   const Shape& s = kShapes[state.range(0)];
   const Format& f = kFormats[state.range(1)];
   const int64_t tokens = state.range(2);
-  const bool decode = tokens == 1;
+  const bool decode = tokens <= 16;
   auto w = make_weights(s, f, decode ? (size_t{1} << 30) : 0);
   std::vector<float> x(static_cast<size_t>(tokens * s.cols)), y(static_cast<size_t>(tokens * s.rows));
   std::mt19937 rng(1);
@@ -115,7 +115,7 @@ void BM_Matmul(benchmark::State& state) {
 }
 
 void MatmulArgs(benchmark::internal::Benchmark* b) {
-  for (int64_t t : {1, 512})
+  for (int64_t t : {1, 8, 16, 512})
     for (int f = 0; f < 4; ++f)
       for (int s = 0; s < 5; ++s) b->Args({s, f, t});
 }

@@ -115,7 +115,7 @@ void micro(const uint8_t* tile, int h0, const QuantLayout& L, const ActPanel& P,
         PHINFER_UNROLL for (int s = 1; s < S; ++s) acc[h][i][s] = _mm256_setzero_si256();
       }
     auto step = [&](const uint8_t* wp, const int8_t* xp, int slot) {
-      if constexpr (T <= 2) _mm_prefetch(reinterpret_cast<const char*>(wp) + 2048, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wp) + 2048, _MM_HINT_T0);  // all widths: see kernels_avx512.cpp
       PHINFER_UNROLL for (int h = 0; h < H; ++h) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 32 * h));
         if constexpr (Int4) {
