@@ -2,7 +2,9 @@
 // the scalar reference, on ragged shapes and every group size; quantization error bounds.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -407,6 +409,94 @@ TEST(KernelsAttentionRows, DotRowsAndAxpyRowsEqualPerRowCallsOnEveryIsa) {
       }
     }
     reset_isa_for_testing();
+  }
+}
+
+}  // namespace
+}  // namespace phinfer::kernels
+
+namespace phinfer::kernels {
+namespace {
+
+// Inputs for exp and SiLU: a sweep of the whole clamped range and past it, with the special values.
+std::vector<float> exp_inputs() {
+  std::vector<float> v;
+  for (float x = -100.0f; x <= 100.0f; x += 0.0137f) v.push_back(x);
+  for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-8f, 0.5f * std::log(2.0f), -0.5f * std::log(2.0f), -86.0f, 88.0f,
+                  -87.5f, 88.5f, 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::denorm_min()})
+    v.push_back(x);
+  return v;
+}
+
+// Distance in units in the last place between two finite floats of the same sign.
+int64_t ulps(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::llabs(static_cast<int64_t>(ia) - ib);
+}
+
+TEST(KernelsElementwise, ExpIsWithinTwoUlpAndTheSameBitsOnEveryIsa) {
+  IsaGuard guard;
+  const auto in = exp_inputs();
+  std::vector<float> ref;
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    // Ragged lengths exercise the tails of the vector loops.
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{17}, static_cast<int64_t>(in.size())}) {
+      std::vector<float> x(in.begin(), in.begin() + n);
+      exp_minus(x.data(), n, 0.0f);
+      if (n < static_cast<int64_t>(in.size())) continue;
+      if (ref.empty()) {
+        ref = x;
+        for (size_t i = 0; i < in.size(); ++i) {
+          if (in[i] > 88.0f) {
+            EXPECT_EQ(x[i], std::numeric_limits<float>::infinity()) << "exp(" << in[i] << ")";
+            continue;
+          }
+          const float want = static_cast<float>(std::exp(static_cast<double>(std::max(-86.0f, in[i]))));
+          ASSERT_TRUE(std::isfinite(x[i]) && x[i] > 0) << "exp(" << in[i] << ") = " << x[i];
+          EXPECT_LE(ulps(x[i], want), 2) << "exp(" << in[i] << ") = " << x[i] << ", want " << want;
+        }
+      } else {
+        expect_identical(ref, x, "exp " + std::string(isa_name(isa)));
+      }
+    }
+  }
+  // A NaN stays NaN on every path; the shift is subtracted first.
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    std::vector<float> x = {std::nanf(""), 3.0f, 1.0f};
+    exp_minus(x.data(), 3, 1.0f);
+    EXPECT_TRUE(std::isnan(x[0])) << isa_name(isa);
+    EXPECT_LE(ulps(x[1], std::exp(2.0f)), 2) << isa_name(isa);
+    EXPECT_EQ(x[2], 1.0f) << isa_name(isa);
+  }
+}
+
+TEST(KernelsElementwise, SiluMulMatchesTheDefinitionAndIsTheSameBitsOnEveryIsa) {
+  IsaGuard guard;
+  const auto gate = exp_inputs();
+  const auto n = static_cast<int64_t>(gate.size());
+  const auto up = gaussian(gate.size(), 99);
+  std::vector<float> ref;
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    std::vector<float> out(gate.size());
+    silu_mul(gate.data(), up.data(), out.data(), n);
+    if (ref.empty()) {
+      ref = out;
+      for (size_t i = 0; i < gate.size(); ++i) {
+        const double g = gate[i];
+        if (!std::isfinite(g)) continue;
+        const double want = g / (1.0 + std::exp(-g)) * up[i];
+        // Below -86 the gate's SiLU is taken as g / (1 + e^86) (< 1e-35 in size where it is not 0).
+        EXPECT_NEAR(out[i], want, 4e-7 * std::fabs(want) + 1e-35) << "gate " << g;
+      }
+    } else {
+      expect_identical(ref, out, "silu " + std::string(isa_name(isa)));
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/kernels_impl.h"
@@ -21,7 +22,7 @@ PHINFER_TARGET_END
 namespace phinfer::kernels::detail {
 
 const KernelTable& avx2_kernels() {
-  static const KernelTable t{Isa::Avx2, kPanel, true, quantize_token, qgemm, fgemm, dot, axpy};
+  static const KernelTable t{Isa::Avx2, kPanel, true, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul};
   return t;
 }
 

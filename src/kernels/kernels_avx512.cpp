@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -324,6 +325,41 @@ inline float reduce16(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
 }
 
+// ---- exp and SiLU (the operations of exp_approx in kernels_impl.h) ------------------------------
+
+inline __m512 exp_approx(__m512 x) {
+  __m512 v = _mm512_max_ps(_mm512_set1_ps(kExpLo), x);  // NaN in the second operand passes through
+  v = _mm512_min_ps(_mm512_set1_ps(kExpHi), v);
+  const __m512i n = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(kLog2e)));
+  const __m512 nf = _mm512_cvtepi32_ps(n);
+  __m512 r = _mm512_fmadd_ps(nf, _mm512_set1_ps(-kExpC1), v);
+  r = _mm512_fmadd_ps(nf, _mm512_set1_ps(-kExpC2), r);
+  __m512 p = _mm512_set1_ps(kExpP[0]);
+  PHINFER_UNROLL for (int k = 1; k < 6; ++k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpP[k]));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __m512 e = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(y), _mm512_slli_epi32(n, 23)));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpHi), _CMP_GT_OQ), e,
+                              _mm512_set1_ps(std::numeric_limits<float>::infinity()));
+}
+
+void exp_minus(float* x, int64_t n, float shift) {
+  const __m512 s = _mm512_set1_ps(shift);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(x + i, m, exp_approx(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
+  }
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 e = exp_approx(_mm512_xor_ps(g, sign));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 float dot(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   int64_t c = 0;
@@ -489,7 +525,7 @@ PHINFER_TARGET_END
 namespace phinfer::kernels::detail {
 
 const KernelTable& avx512_kernels() {
-  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, axpy_rows, dot_rows};
+  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul, axpy_rows, dot_rows};
   return t;
 }
 

@@ -96,6 +96,23 @@ using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
 using AxpyRowsFn = void (*)(const float* p, const float* x, int64_t rows, int64_t n, float* y);
 // out[r] = dot(q, k + r * n, n): the same per-row result as `rows` dot calls.
 using DotRowsFn = void (*)(const float* q, const float* k, int64_t rows, int64_t n, float* out);
+// x[i] = exp_approx(x[i] - shift) (see below).
+using ExpMinusFn = void (*)(float* x, int64_t n, float shift);
+// out[i] = gate[i] / (1 + exp_approx(-gate[i])) * up[i].
+using SiluMulFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+
+// exp_approx: Cephes' single-precision exp, the same operations on every path, so that every
+// path gives the same bits (within 2 ulp of exp over the clamped range):
+//   v = x clamped to [kExpLo, kExpHi] (NaN stays NaN), n = round_half_even(v * log2(e)),
+//   r = fma(n, -kExpC1, v), r = fma(n, -kExpC2, r), p = kExpP[0]; p = fma(p, r, kExpP[k]) for k = 1..5,
+//   y = fma(p, r * r, r) + 1, result = y * 2^n formed by adding n to y's exponent bits;
+//   x > kExpHi gives +inf.
+// The clamp keeps 2^n and the result normal; exp(-86) = 4e-38 stands in for anything smaller,
+// which no caller can tell from 0 (it is only ever added to 1 or to a sum that holds a 1).
+constexpr float kExpLo = -86.0f, kExpHi = 88.0f, kLog2e = 1.44269504088896341f;
+constexpr float kExpC1 = 0.693359375f, kExpC2 = -2.12194440e-4f;
+constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
 struct KernelTable {
   Isa isa;
@@ -108,6 +125,8 @@ struct KernelTable {
   FGemmFn fgemm;
   DotFn dot;
   AxpyFn axpy;
+  ExpMinusFn exp_minus;
+  SiluMulFn silu_mul;
   AxpyRowsFn axpy_rows = nullptr;  // optional: keeps y in registers across rows
   DotRowsFn dot_rows = nullptr;    // optional: one call (and overlapping reductions) per block
 };

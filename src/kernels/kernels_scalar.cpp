@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/kernels_impl.h"
@@ -103,6 +104,36 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
 }
 
+float exp_approx(float x) {
+  float v = kExpLo > x ? kExpLo : x;  // the operand order of maxps/minps: a NaN x passes through
+  v = kExpHi < v ? kExpHi : v;
+  const int32_t n = round_even(v * kLog2e);
+  const auto nf = static_cast<float>(n);
+  float r = std::fma(nf, -kExpC1, v);
+  r = std::fma(nf, -kExpC2, r);
+  float p = kExpP[0];
+  for (int k = 1; k < 6; ++k) p = std::fma(p, r, kExpP[k]);
+  const float z = r * r;
+  const float y = std::fma(p, z, r) + 1.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &y, 4);
+  bits += static_cast<uint32_t>(n) << 23;
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return x > kExpHi ? std::numeric_limits<float>::infinity() : out;
+}
+
+void exp_minus(float* x, int64_t n, float shift) {
+  for (int64_t i = 0; i < n; ++i) x[i] = exp_approx(x[i] - shift);
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = exp_approx(-gate[i]);
+    out[i] = gate[i] / (1.0f + e) * up[i];
+  }
+}
+
 void fgemm(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t row_begin,
            int64_t row_end) {
   std::vector<float> buf(static_cast<size_t>(w.cols));
@@ -115,7 +146,7 @@ void fgemm(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, in
 }  // namespace
 
 const KernelTable& scalar_kernels() {
-  static const KernelTable t{Isa::Scalar, 8, false, quantize_token, qgemm, fgemm, dot, axpy};
+  static const KernelTable t{Isa::Scalar, 8, false, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul};
   return t;
 }
 

@@ -254,6 +254,41 @@ inline float reduce16(V16 v) {
   return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
 }
 
+// ---- exp and SiLU (the operations of exp_approx in kernels_impl.h) ------------------------------
+
+inline __m256 exp_approx(__m256 x) {
+  __m256 v = _mm256_max_ps(_mm256_set1_ps(kExpLo), x);  // NaN in the second operand passes through
+  v = _mm256_min_ps(_mm256_set1_ps(kExpHi), v);
+  const __m256i n = _mm256_cvtps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(kLog2e)));
+  const __m256 nf = _mm256_cvtepi32_ps(n);
+  __m256 r = _mm256_fmadd_ps(nf, _mm256_set1_ps(-kExpC1), v);
+  r = _mm256_fmadd_ps(nf, _mm256_set1_ps(-kExpC2), r);
+  __m256 p = _mm256_set1_ps(kExpP[0]);
+  PHINFER_UNROLL for (int k = 1; k < 6; ++k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP[k]));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), _mm256_slli_epi32(n, 23)));
+  return _mm256_blendv_ps(e, _mm256_set1_ps(std::numeric_limits<float>::infinity()),
+                          _mm256_cmp_ps(x, _mm256_set1_ps(kExpHi), _CMP_GT_OQ));
+}
+
+void exp_minus(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = lane_mask(n - i);
+    _mm256_maskstore_ps(x + i, m, exp_approx(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), s)));
+  }
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m = lane_mask(n - i);
+    const __m256 g = _mm256_maskload_ps(gate + i, m);
+    const __m256 e = exp_approx(_mm256_xor_ps(g, sign));
+    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_maskload_ps(up + i, m)));
+  }
+}
+
 float dot(const float* a, const float* b, int64_t n) {
   V16 acc{_mm256_setzero_ps(), _mm256_setzero_ps()};
   int64_t c = 0;

@@ -162,6 +162,14 @@ void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* ou
   for (int64_t r = 0; r < rows; ++r) out[r] = t.dot(q, k + r * n, n);
 }
 
+void exp_minus(float* x, int64_t n, float shift) {
+  if (n > 0) detail::kernels_for(active_isa()).exp_minus(x, n, shift);
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  if (n > 0) detail::kernels_for(active_isa()).silu_mul(gate, up, out, n);
+}
+
 void axpy_rows(const float* p, const float* v, int64_t rows, int64_t n, float* y) {
   const auto& t = detail::kernels_for(active_isa());
   if (t.axpy_rows) return t.axpy_rows(p, v, rows, n, y);

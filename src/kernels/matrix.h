@@ -70,6 +70,11 @@ int64_t first_non_finite(const float* x, int64_t n);
 float dot(const float* a, const float* b, int64_t n);
 // y += a * x (fused multiply-add per element).
 void axpy(float a, const float* x, float* y, int64_t n);
+// x[i] = exp(x[i] - shift), vectorized: within 2 ulp of exp, exp(-86) for anything below -86
+// (see exp_approx in kernels_impl.h); the same bits on every ISA path.
+void exp_minus(float* x, int64_t n, float shift);
+// out[i] = SiLU(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i], with exp as exp_minus.
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 // out[r] = dot(q, k + r * n, n) for r < rows (one dispatch for a block of attention keys).
 void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out);
 // y += p[r] * v[r * n ...] for r < rows, in order: the same result as `rows` axpy calls.

@@ -11,10 +11,17 @@
 namespace phinfer::model {
 namespace {
 
-// HF Phi3RMSNorm: x / sqrt(mean(x^2) + eps) * weight.
+// HF Phi3RMSNorm: x / sqrt(mean(x^2) + eps) * weight. The sum of squares is taken in double in 8
+// lanes (element i in lane i % 8) summed pairwise at the end: a fixed order that vectorizes.
 void rms_norm(const float* x, const float* weight, int64_t n, double eps, float* out) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  double lane[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += static_cast<double>(x[i + l]) * x[i + l];
+  for (int l = 0; i < n; ++i, ++l) lane[l] += static_cast<double>(x[i]) * x[i];
+  for (int w = 4; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) lane[l] += lane[l + w];
+  const double ss = lane[0];
   const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
   for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * scale);
 }
@@ -123,20 +130,17 @@ void Phi3Model::rope_tables(const ForwardBatch& batch, Activations& acts) const 
   }
 }
 
-void Phi3Model::apply_rope(float* qk, const Activations& acts, int64_t n, int64_t stride, int64_t n_heads) const {
+void Phi3Model::apply_rope(float* row, const Activations& acts, int64_t t, int64_t n_heads) const {
   const int64_t half = config().rotary_dim() / 2, hd = config().head_dim;
-  for (int64_t t = 0; t < n; ++t) {
-    const float* cs = acts.rope_cos.data() + t * half;
-    const float* sn = acts.rope_sin.data() + t * half;
-    float* row = qk + t * stride;
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* x = row + h * hd;
-      // rotate_half pairs dim i with i + rotary_dim/2; dims past rotary_dim pass through.
-      for (int64_t i = 0; i < half; ++i) {
-        const float a = x[i], b = x[i + half];
-        x[i] = a * cs[i] - b * sn[i];
-        x[i + half] = b * cs[i] + a * sn[i];
-      }
+  const float* cs = acts.rope_cos.data() + t * half;
+  const float* sn = acts.rope_sin.data() + t * half;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* x = row + h * hd;
+    // rotate_half pairs dim i with i + rotary_dim/2; dims past rotary_dim pass through.
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = x[i], b = x[i + half];
+      x[i] = a * cs[i] - b * sn[i];
+      x[i + half] = b * cs[i] + a * sn[i];
     }
   }
 }
@@ -205,7 +209,8 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
           sum *= correction;
           if (correction != 1.0f)
             for (int64_t d = 0; d < hd; ++d) a[d] *= correction;
-          for (int64_t j = 0; j < nj; ++j) sum += sc[j] = std::exp(sc[j] - new_max);
+          kernels::exp_minus(sc, nj, new_max);
+          for (int64_t j = 0; j < nj; ++j) sum += sc[j];
           kernels::axpy_rows(sc, V + (j0 - k0) * hd, nj, hd, a);
           m = new_max;
         }
@@ -271,31 +276,43 @@ void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::T
   }
   rope_tables(batch, acts);
 
+  // The work between the matrix products is per row: each such step runs over the rows in parallel
+  // (a row's result does not depend on which thread computes it).
+  auto each_row = [&](auto&& fn) {
+    pool.parallel_for(n, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) fn(t);
+    });
+  };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t) rms_norm(x + t * H, L.input_norm.data(), H, c.rms_norm_eps, xn + t * H);
+    each_row([&](int64_t t) { rms_norm(x + t * H, L.input_norm.data(), H, c.rms_norm_eps, xn + t * H); });
     kernels::matmul(L.qkv_proj, xn, n, qkv, qkv_dim, pool);
-    apply_rope(qkv, acts, n, qkv_dim, c.num_attention_heads);          // q
-    apply_rope(qkv + q_dim, acts, n, qkv_dim, c.num_key_value_heads);  // k
-    for (int64_t t = 0; t < n; ++t) {
-      const float* row = qkv + t * qkv_dim;
+    each_row([&](int64_t t) {
+      float* row = qkv + t * qkv_dim;
+      apply_rope(row, acts, t, c.num_attention_heads);          // q
+      apply_rope(row + q_dim, acts, t, c.num_key_value_heads);  // k
       KVCache& cache = *batch.seqs[static_cast<size_t>(batch.row_seq[static_cast<size_t>(t)])].cache;
       cache.store(static_cast<int>(l), batch.positions[static_cast<size_t>(t)], row + q_dim, row + q_dim + kv_dim);
-    }
+    });
     attention(batch, acts, static_cast<int>(l), pool);
     kernels::matmul(L.o_proj, acts.att.data(), n, tmp, H, pool);
-    for (int64_t i = 0; i < n * H; ++i) x[i] += tmp[i];
-
-    for (int64_t t = 0; t < n; ++t) rms_norm(x + t * H, L.post_attention_norm.data(), H, c.rms_norm_eps, xn + t * H);
+    each_row([&](int64_t t) {
+      float* xt = x + t * H;
+      const float* dt = tmp + t * H;
+      for (int64_t i = 0; i < H; ++i) xt[i] += dt[i];
+      rms_norm(xt, L.post_attention_norm.data(), H, c.rms_norm_eps, xn + t * H);
+    });
     kernels::matmul(L.gate_up_proj, xn, n, acts.gate_up.data(), 2 * I, pool);
-    for (int64_t t = 0; t < n; ++t) {
+    each_row([&](int64_t t) {
       const float* g = acts.gate_up.data() + t * 2 * I;
-      const float* u = g + I;
-      float* a = acts.act.data() + t * I;
-      for (int64_t i = 0; i < I; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];  // SiLU(gate) * up
-    }
+      kernels::silu_mul(g, g + I, acts.act.data() + t * I, I);  // SiLU(gate) * up
+    });
     kernels::matmul(L.down_proj, acts.act.data(), n, tmp, H, pool);
-    for (int64_t i = 0; i < n * H; ++i) x[i] += tmp[i];
+    each_row([&](int64_t t) {
+      float* xt = x + t * H;
+      const float* dt = tmp + t * H;
+      for (int64_t i = 0; i < H; ++i) xt[i] += dt[i];
+    });
     if (const int64_t bad = kernels::first_non_finite(x, n * H); bad >= 0) non_finite(batch, l, bad / H, "hidden state");
   }
   if (n_logits > 0) {

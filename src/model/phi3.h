@@ -74,7 +74,8 @@ class Phi3Model {
  private:
   void attention(const ForwardBatch& batch, Activations& acts, int layer, kernels::ThreadPool& pool) const;
   void rope_tables(const ForwardBatch& batch, Activations& acts) const;
-  void apply_rope(float* qk, const Activations& acts, int64_t n, int64_t stride, int64_t n_heads) const;
+  // Rotates the first n_heads heads of one row (batch row t) in place.
+  void apply_rope(float* row, const Activations& acts, int64_t t, int64_t n_heads) const;
   [[noreturn]] void non_finite(const ForwardBatch& batch, int64_t layer, int64_t row, const char* what) const;
 
   LoadedWeights loaded_;
