@@ -502,3 +502,55 @@ TEST(KernelsElementwise, SiluMulMatchesTheDefinitionAndIsTheSameBitsOnEveryIsa) 
 
 }  // namespace
 }  // namespace phinfer::kernels
+
+namespace phinfer::kernels {
+namespace {
+
+// Attention rows stored as f16 or q8 give the bits of converting them to fp32 first, on every path.
+TEST(KernelsAttentionRows, HalfAndInt8RowsEqualFp32RowsOfTheirValuesOnEveryIsa) {
+  IsaGuard guard;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_int_distribution<int> code(-127, 127);
+  for (int64_t n : {16, 40, 96, 128, 256, 300}) {
+    for (int64_t rows : {1, 3, 4, 37, 64}) {
+      std::vector<float> q(static_cast<size_t>(n)), p(static_cast<size_t>(rows)), y0(static_cast<size_t>(n));
+      for (auto* v : {&q, &p, &y0})
+        for (auto& e : *v) e = d(rng);
+      std::vector<uint16_t> h(static_cast<size_t>(rows * n));
+      std::vector<int8_t> c(static_cast<size_t>(rows * n));
+      std::vector<float> scales(static_cast<size_t>(rows)), hf(h.size()), cf(c.size());
+      for (size_t i = 0; i < h.size(); ++i) {
+        h[i] = f32_to_f16(d(rng));
+        hf[i] = f16_to_f32(h[i]);
+        c[i] = static_cast<int8_t>(code(rng));
+      }
+      for (auto& s : scales) s = std::fabs(d(rng)) / 127.0f;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i)
+          cf[static_cast<size_t>(r * n + i)] = scales[static_cast<size_t>(r)] * static_cast<float>(c[static_cast<size_t>(r * n + i)]);
+      for (Isa isa : supported_isas()) {
+        set_isa_for_testing(isa);
+        const std::string what = std::string(isa_name(isa)) + " n=" + std::to_string(n) + " rows=" + std::to_string(rows);
+        std::vector<float> want(static_cast<size_t>(rows)), got(static_cast<size_t>(rows));
+        dot_rows(q.data(), hf.data(), rows, n, want.data());
+        dot_rows(q.data(), h.data(), rows, n, got.data());
+        expect_identical(want, got, "f16 scores " + what);
+        dot_rows(q.data(), cf.data(), rows, n, want.data());
+        dot_rows(q.data(), c.data(), scales.data(), rows, n, got.data());
+        expect_identical(want, got, "q8 scores " + what);
+        std::vector<float> yw = y0, yg = y0;
+        axpy_rows(p.data(), hf.data(), rows, n, yw.data());
+        axpy_rows(p.data(), h.data(), rows, n, yg.data());
+        expect_identical(yw, yg, "f16 values " + what);
+        yw = y0, yg = y0;
+        axpy_rows(p.data(), cf.data(), rows, n, yw.data());
+        axpy_rows(p.data(), c.data(), scales.data(), rows, n, yg.data());
+        expect_identical(yw, yg, "q8 values " + what);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace phinfer::kernels

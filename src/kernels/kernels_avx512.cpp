@@ -13,6 +13,7 @@
 #include <array>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -381,28 +382,138 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   }
 }
 
-// Attention scores of a block of keys: dot inlined per row, so the rows' reductions overlap.
-void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) {
-  for (int64_t r = 0; r < rows; ++r) out[r] = dot(q, k + r * n, n);
+// Attention's inner loops, with the head dimension n <= 256 a compile-time count of 16-lane vectors
+// (NV) so that the query and the accumulators stay in registers. Per row and per element they do the
+// operations of dot and axpy, in the same order: the same bits. Src reads 16 values of a row as
+// fp32: stored fp32, f16 (exact conversion) or q8 (scale * code, as the scalar conversion).
+struct F32Src {
+  const float* x;
+  int64_t n;
+  __m512 load(int64_t r, int v, __mmask16 m) const { return _mm512_maskz_loadu_ps(m, x + r * n + v * 16); }
+};
+struct F16Src {
+  const uint16_t* x;
+  int64_t n;
+  __m512 load(int64_t r, int v, __mmask16 m) const {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + r * n + v * 16));
+  }
+};
+struct Q8Src {
+  const int8_t* x;
+  const float* scales;
+  int64_t n;
+  __m512 load(int64_t r, int v, __mmask16 m) const {
+    const __m512 codes = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x + r * n + v * 16)));
+    return _mm512_mul_ps(_mm512_set1_ps(scales[r]), codes);
+  }
+};
+
+// Scores of a block of keys: four keys at a time, so that four fma chains and reductions overlap.
+template <int NV, typename Src>
+void dot_rows_nv(const float* q, const Src& k, int64_t rows, int64_t n, float* out) {
+  const __mmask16 last = tail_mask(n - (NV - 1) * 16);
+  __m512 qv[NV];
+  PHINFER_UNROLL for (int v = 0; v < NV; ++v) qv[v] = _mm512_maskz_loadu_ps(v + 1 < NV ? __mmask16(0xFFFF) : last, q + v * 16);
+  auto chunk = [&](__m512 acc, int64_t r, int v) {
+    if (v + 1 < NV) return _mm512_fmadd_ps(qv[v], k.load(r, v, 0xFFFF), acc);
+    return _mm512_mask3_fmadd_ps(qv[v], k.load(r, v, last), acc, last);
+  };
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    PHINFER_UNROLL for (int v = 0; v < NV; ++v) {
+      a0 = chunk(a0, r, v);
+      a1 = chunk(a1, r + 1, v);
+      a2 = chunk(a2, r + 2, v);
+      a3 = chunk(a3, r + 3, v);
+    }
+    out[r] = reduce16(a0);
+    out[r + 1] = reduce16(a1);
+    out[r + 2] = reduce16(a2);
+    out[r + 3] = reduce16(a3);
+  }
+  for (; r < rows; ++r) {
+    __m512 a = _mm512_setzero_ps();
+    PHINFER_UNROLL for (int v = 0; v < NV; ++v) a = chunk(a, r, v);
+    out[r] = reduce16(a);
+  }
 }
 
-// Attention's weighted sum of value rows: y stays in registers over all rows (up to 256 columns).
-void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) {
-  if (n > 256) {
-    for (int64_t r = 0; r < rows; ++r) axpy(p[r], x + r * n, y, n);
-    return;
-  }
-  const int64_t nv = (n + 15) / 16;
-  const __mmask16 last = tail_mask(n - (nv - 1) * 16);
-  __m512 acc[16];
-  for (int64_t v = 0; v < nv; ++v) acc[v] = _mm512_maskz_loadu_ps(v + 1 < nv ? 0xFFFF : last, y + v * 16);
+// Weighted sum of value rows: y stays in registers over all rows.
+template <int NV, typename Src>
+void axpy_rows_nv(const float* p, const Src& x, int64_t rows, int64_t n, float* y) {
+  const __mmask16 last = tail_mask(n - (NV - 1) * 16);
+  __m512 acc[NV];
+  PHINFER_UNROLL for (int v = 0; v < NV; ++v) acc[v] = _mm512_maskz_loadu_ps(v + 1 < NV ? __mmask16(0xFFFF) : last, y + v * 16);
   for (int64_t r = 0; r < rows; ++r) {
     const __m512 a = _mm512_set1_ps(p[r]);
-    const float* xr = x + r * n;
-    for (int64_t v = 0; v < nv; ++v)
-      acc[v] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(v + 1 < nv ? 0xFFFF : last, xr + v * 16), acc[v]);
+    PHINFER_UNROLL for (int v = 0; v < NV; ++v)
+      acc[v] = _mm512_fmadd_ps(a, x.load(r, v, v + 1 < NV ? __mmask16(0xFFFF) : last), acc[v]);
   }
-  for (int64_t v = 0; v < nv; ++v) _mm512_mask_storeu_ps(y + v * 16, v + 1 < nv ? 0xFFFF : last, acc[v]);
+  PHINFER_UNROLL for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + v * 16, v + 1 < NV ? __mmask16(0xFFFF) : last, acc[v]);
+}
+
+// fn(std::integral_constant<int, NV>) for NV = ceil(n / 16) when 1 <= n <= 256; false otherwise.
+template <typename Fn>
+bool with_nv(int64_t n, Fn&& fn) {
+  switch ((n + 15) / 16) {
+#define PHINFER_NV(c) \
+  case c: fn(std::integral_constant<int, c>{}); return true;
+    PHINFER_NV(1) PHINFER_NV(2) PHINFER_NV(3) PHINFER_NV(4) PHINFER_NV(5) PHINFER_NV(6) PHINFER_NV(7) PHINFER_NV(8)
+    PHINFER_NV(9) PHINFER_NV(10) PHINFER_NV(11) PHINFER_NV(12) PHINFER_NV(13) PHINFER_NV(14) PHINFER_NV(15) PHINFER_NV(16)
+#undef PHINFER_NV
+    default: return false;
+  }
+}
+
+// Rows wider than 256 values, one at a time through 16 values of fp32 scratch.
+template <typename Src>
+void dot_rows_wide(const float* q, const Src& k, int64_t rows, int64_t n, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), k.load(r, static_cast<int>(c / 16), 0xFFFF), acc);
+    if (c < n) {
+      const __mmask16 m = tail_mask(n - c);
+      acc = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, q + c), k.load(r, static_cast<int>(c / 16), m), acc, m);
+    }
+    out[r] = reduce16(acc);
+  }
+}
+template <typename Src>
+void axpy_rows_wide(const float* p, const Src& x, int64_t rows, int64_t n, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 a = _mm512_set1_ps(p[r]);
+    for (int64_t c = 0; c < n; c += 16) {
+      const __mmask16 m = tail_mask(n - c);
+      _mm512_mask_storeu_ps(y + c, m, _mm512_fmadd_ps(a, x.load(r, static_cast<int>(c / 16), m), _mm512_maskz_loadu_ps(m, y + c)));
+    }
+  }
+}
+
+template <typename Src>
+void dot_rows_src(const float* q, const Src& k, int64_t rows, int64_t n, float* out) {
+  if (!with_nv(n, [&](auto nv) { dot_rows_nv<decltype(nv)::value>(q, k, rows, n, out); })) dot_rows_wide(q, k, rows, n, out);
+}
+template <typename Src>
+void axpy_rows_src(const float* p, const Src& x, int64_t rows, int64_t n, float* y) {
+  if (!with_nv(n, [&](auto nv) { axpy_rows_nv<decltype(nv)::value>(p, x, rows, n, y); })) axpy_rows_wide(p, x, rows, n, y);
+}
+
+void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) { dot_rows_src(q, F32Src{k, n}, rows, n, out); }
+void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) { axpy_rows_src(p, F32Src{x, n}, rows, n, y); }
+void dot_rows_f16(const float* q, const uint16_t* k, int64_t rows, int64_t n, float* out) {
+  dot_rows_src(q, F16Src{k, n}, rows, n, out);
+}
+void axpy_rows_f16(const float* p, const uint16_t* x, int64_t rows, int64_t n, float* y) {
+  axpy_rows_src(p, F16Src{x, n}, rows, n, y);
+}
+void dot_rows_q8(const float* q, const int8_t* k, const float* scales, int64_t rows, int64_t n, float* out) {
+  dot_rows_src(q, Q8Src{k, scales, n}, rows, n, out);
+}
+void axpy_rows_q8(const float* p, const int8_t* x, const float* scales, int64_t rows, int64_t n, float* y) {
+  axpy_rows_src(p, Q8Src{x, scales, n}, rows, n, y);
 }
 
 // R rows straight from the weights, one token at a time (decode).
@@ -525,7 +636,9 @@ PHINFER_TARGET_END
 namespace phinfer::kernels::detail {
 
 const KernelTable& avx512_kernels() {
-  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul, axpy_rows, dot_rows};
+  static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm,     fgemm,        dot,
+                             axpy,          exp_minus, silu_mul,     axpy_rows, dot_rows,
+                             dot_rows_f16,  axpy_rows_f16, dot_rows_q8, axpy_rows_q8};
   return t;
 }
 

@@ -96,6 +96,12 @@ using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
 using AxpyRowsFn = void (*)(const float* p, const float* x, int64_t rows, int64_t n, float* y);
 // out[r] = dot(q, k + r * n, n): the same per-row result as `rows` dot calls.
 using DotRowsFn = void (*)(const float* q, const float* k, int64_t rows, int64_t n, float* out);
+// The same for rows stored as IEEE half (f16) or int8 codes with a scale per row (q8: value =
+// scales[r] * float(code)): the results of converting the rows to fp32 first, then the above.
+using DotRowsF16Fn = void (*)(const float* q, const uint16_t* k, int64_t rows, int64_t n, float* out);
+using AxpyRowsF16Fn = void (*)(const float* p, const uint16_t* x, int64_t rows, int64_t n, float* y);
+using DotRowsQ8Fn = void (*)(const float* q, const int8_t* k, const float* scales, int64_t rows, int64_t n, float* out);
+using AxpyRowsQ8Fn = void (*)(const float* p, const int8_t* x, const float* scales, int64_t rows, int64_t n, float* y);
 // x[i] = exp_approx(x[i] - shift) (see below).
 using ExpMinusFn = void (*)(float* x, int64_t n, float shift);
 // out[i] = gate[i] / (1 + exp_approx(-gate[i])) * up[i].
@@ -129,6 +135,11 @@ struct KernelTable {
   SiluMulFn silu_mul;
   AxpyRowsFn axpy_rows = nullptr;  // optional: keeps y in registers across rows
   DotRowsFn dot_rows = nullptr;    // optional: one call (and overlapping reductions) per block
+  // Optional: convert in registers instead of through memory.
+  DotRowsF16Fn dot_rows_f16 = nullptr;
+  AxpyRowsF16Fn axpy_rows_f16 = nullptr;
+  DotRowsQ8Fn dot_rows_q8 = nullptr;
+  AxpyRowsQ8Fn axpy_rows_q8 = nullptr;
 };
 
 const KernelTable& scalar_kernels();

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/isa.h"
 #include "kernels/kernels_impl.h"
+#include "format/dtype.h"
 #include "kernels/quant.h"
 #include "phinfer/error.h"
 
@@ -160,6 +162,56 @@ void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* ou
   const auto& t = detail::kernels_for(active_isa());
   if (t.dot_rows) return t.dot_rows(q, k, rows, n, out);
   for (int64_t r = 0; r < rows; ++r) out[r] = t.dot(q, k + r * n, n);
+}
+
+namespace {
+// Rows converted to fp32, for the paths that do not convert in registers: per-thread scratch that
+// grows once to its bound.
+float* converted_rows(int64_t rows, int64_t n) {
+  if (rows > kMaxConvertedRows) throw Error("internal: more than " + std::to_string(kMaxConvertedRows) + " rows to convert");
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < static_cast<size_t>(rows * n)) scratch.resize(static_cast<size_t>(kMaxConvertedRows * n));
+  return scratch.data();
+}
+float* f16_rows(const uint16_t* x, int64_t rows, int64_t n) {
+  float* out = converted_rows(rows, n);
+  for (int64_t i = 0; i < rows * n; ++i) out[i] = f16_to_f32(x[i]);
+  return out;
+}
+float* q8_rows(const int8_t* x, const float* scales, int64_t rows, int64_t n) {
+  float* out = converted_rows(rows, n);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) out[r * n + i] = scales[r] * static_cast<float>(x[r * n + i]);
+  return out;
+}
+}  // namespace
+
+void dot_rows(const float* q, const uint16_t* k, int64_t rows, int64_t n, float* out) {
+  if (rows <= 0) return;
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.dot_rows_f16) return t.dot_rows_f16(q, k, rows, n, out);
+  dot_rows(q, f16_rows(k, rows, n), rows, n, out);
+}
+
+void axpy_rows(const float* p, const uint16_t* v, int64_t rows, int64_t n, float* y) {
+  if (rows <= 0) return;
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.axpy_rows_f16) return t.axpy_rows_f16(p, v, rows, n, y);
+  axpy_rows(p, f16_rows(v, rows, n), rows, n, y);
+}
+
+void dot_rows(const float* q, const int8_t* k, const float* scales, int64_t rows, int64_t n, float* out) {
+  if (rows <= 0) return;
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.dot_rows_q8) return t.dot_rows_q8(q, k, scales, rows, n, out);
+  dot_rows(q, q8_rows(k, scales, rows, n), rows, n, out);
+}
+
+void axpy_rows(const float* p, const int8_t* v, const float* scales, int64_t rows, int64_t n, float* y) {
+  if (rows <= 0) return;
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.axpy_rows_q8) return t.axpy_rows_q8(p, v, scales, rows, n, y);
+  axpy_rows(p, q8_rows(v, scales, rows, n), rows, n, y);
 }
 
 void exp_minus(float* x, int64_t n, float shift) {

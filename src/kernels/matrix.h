@@ -79,5 +79,14 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out);
 // y += p[r] * v[r * n ...] for r < rows, in order: the same result as `rows` axpy calls.
 void axpy_rows(const float* p, const float* v, int64_t rows, int64_t n, float* y);
+// dot_rows and axpy_rows over rows stored as IEEE half (f16), or as int8 codes with one fp32 scale
+// per row (q8: value = scales[r] * code): the same bits as converting the rows to fp32 and calling
+// the fp32 versions (the AVX-512 path converts in registers). rows <= kMaxConvertedRows unless
+// the path converts in registers.
+constexpr int64_t kMaxConvertedRows = 64;
+void dot_rows(const float* q, const uint16_t* k_f16, int64_t rows, int64_t n, float* out);
+void axpy_rows(const float* p, const uint16_t* v_f16, int64_t rows, int64_t n, float* y);
+void dot_rows(const float* q, const int8_t* k_q8, const float* scales, int64_t rows, int64_t n, float* out);
+void axpy_rows(const float* p, const int8_t* v_q8, const float* scales, int64_t rows, int64_t n, float* y);
 
 }  // namespace phinfer::kernels

@@ -81,12 +81,6 @@ void quantize_row(const float* x, int64_t n, int8_t* q, float* scale) {
     q[i] = static_cast<int8_t>(std::clamp(std::lrint(x[i] * inv), -127L, 127L));
 }
 
-void dequantize_rows(const int8_t* q, const float* scales, int64_t rows, int64_t n, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float s = scales[r];
-    for (int64_t i = 0; i < n; ++i) out[r * n + i] = s * static_cast<float>(q[r * n + i]);
-  }
-}
 }  // namespace
 
 KVCache::KVCache(const KVCache& o, int64_t n, int64_t cap)
@@ -156,41 +150,61 @@ void KVCache::store(int layer, int64_t pos, const float* key, const float* value
 }
 
 namespace {
-// f32 rows are read in place; f16 and q8 rows are converted into scratch.
-const float* cached_rows(KVCacheType type, const std::vector<float>& f32, const std::vector<uint16_t>& f16,
-                         const std::vector<int8_t>& q8, const std::vector<float>& scales, int64_t row, int64_t count,
-                         int64_t hd, float* scratch) {
-  const int64_t at = row * hd;
-  switch (type) {
-    case KVCacheType::F32: return f32.data() + at;
-    case KVCacheType::F16: {
-      kernels::WeightMatrix m{kernels::WeightFormat::F16, 1, count * hd,
-                              reinterpret_cast<const std::byte*>(f16.data() + at)};
-      m.row_to_f32(0, scratch);
-      return scratch;
-    }
-    case KVCacheType::Q8: dequantize_rows(q8.data() + at, scales.data() + row, count, hd, scratch); return scratch;
-  }
-  return nullptr;
-}
-
 template <typename V>
 const V& layer_or_empty(const std::vector<V>& layers, size_t l) {
   static const V empty;
   return l < layers.size() ? layers[l] : empty;
 }
+
+const float* copy_rows(KVCacheType type, const std::vector<float>& f32, const std::vector<uint16_t>& f16,
+                       const std::vector<int8_t>& q8, const std::vector<float>& scales, int64_t row, int64_t count,
+                       int64_t hd, float* out) {
+  const auto at = static_cast<size_t>(row * hd), n = static_cast<size_t>(count * hd);
+  switch (type) {
+    case KVCacheType::F32: std::copy_n(f32.begin() + static_cast<ptrdiff_t>(at), n, out); break;
+    case KVCacheType::F16:
+      for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(f16[at + i]);
+      break;
+    case KVCacheType::Q8:
+      for (size_t i = 0; i < n; ++i) out[i] = scales[static_cast<size_t>(row) + i / static_cast<size_t>(hd)] * static_cast<float>(q8[at + i]);
+      break;
+  }
+  return out;
+}
 }  // namespace
 
-const float* KVCache::keys(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const {
+const float* KVCache::keys(int layer, int64_t head, int64_t pos, int64_t count, float* out) const {
   const auto l = static_cast<size_t>(layer);
-  return cached_rows(type, layer_or_empty(k, l), layer_or_empty(k16, l), layer_or_empty(k8, l),
-                     layer_or_empty(k_scale, l), head * capacity + pos, count, head_dim, scratch);
+  return copy_rows(type, layer_or_empty(k, l), layer_or_empty(k16, l), layer_or_empty(k8, l), layer_or_empty(k_scale, l),
+                   head * capacity + pos, count, head_dim, out);
 }
 
-const float* KVCache::values(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const {
+const float* KVCache::values(int layer, int64_t head, int64_t pos, int64_t count, float* out) const {
   const auto l = static_cast<size_t>(layer);
-  return cached_rows(type, layer_or_empty(v, l), layer_or_empty(v16, l), layer_or_empty(v8, l),
-                     layer_or_empty(v_scale, l), head * capacity + pos, count, head_dim, scratch);
+  return copy_rows(type, layer_or_empty(v, l), layer_or_empty(v16, l), layer_or_empty(v8, l), layer_or_empty(v_scale, l),
+                   head * capacity + pos, count, head_dim, out);
+}
+
+void KVCache::key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* q, float* scores) const {
+  const auto l = static_cast<size_t>(layer);
+  const int64_t row = head * capacity + pos, at = row * head_dim;
+  switch (type) {
+    case KVCacheType::F32: return kernels::dot_rows(q, k[l].data() + at, count, head_dim, scores);
+    case KVCacheType::F16: return kernels::dot_rows(q, k16[l].data() + at, count, head_dim, scores);
+    case KVCacheType::Q8: return kernels::dot_rows(q, k8[l].data() + at, k_scale[l].data() + row, count, head_dim, scores);
+  }
+}
+
+void KVCache::add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* weights,
+                                  float* out) const {
+  const auto l = static_cast<size_t>(layer);
+  const int64_t row = head * capacity + pos, at = row * head_dim;
+  switch (type) {
+    case KVCacheType::F32: return kernels::axpy_rows(weights, v[l].data() + at, count, head_dim, out);
+    case KVCacheType::F16: return kernels::axpy_rows(weights, v16[l].data() + at, count, head_dim, out);
+    case KVCacheType::Q8:
+      return kernels::axpy_rows(weights, v8[l].data() + at, v_scale[l].data() + row, count, head_dim, out);
+  }
 }
 
 }  // namespace phinfer::model

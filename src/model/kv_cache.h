@@ -50,10 +50,16 @@ struct KVCache {
   void clear() { length = 0; table = RopeTable::Short; }
   // key and value: [kv_heads * head_dim] of one position.
   void store(int layer, int64_t pos, const float* key, const float* value);
-  // Positions [pos, pos + count) of one kv head as fp32 rows of head_dim (a pointer into the
-  // cache for f32, else converted into `scratch`, which must hold count * head_dim floats).
-  const float* keys(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const;
-  const float* values(int layer, int64_t head, int64_t pos, int64_t count, float* scratch) const;
+  // Attention over positions [pos, pos + count) of one kv head (count <= kernels::kMaxConvertedRows),
+  // read in the cache's precision (kernels::dot_rows / axpy_rows: the same bits as on fp32 copies
+  // of the cached values):
+  //   scores[j] = dot(q, key[pos + j]);   out += sum_j weights[j] * value[pos + j], in order of j.
+  void key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* q, float* scores) const;
+  void add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* weights, float* out) const;
+  // fp32 copies of positions [pos, pos + count) of one kv head (count * head_dim floats into out;
+  // returns out): what attention reads, for inspection.
+  const float* keys(int layer, int64_t head, int64_t pos, int64_t count, float* out) const;
+  const float* values(int layer, int64_t head, int64_t pos, int64_t count, float* out) const;
 
  private:
   static uint64_t bytes_per_position(int64_t layers, int64_t kv_heads, int64_t head_dim, KVCacheType type);

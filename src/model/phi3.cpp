@@ -32,6 +32,7 @@ void grow_to(std::vector<T>& v, int64_t n) {
 }
 
 constexpr int64_t kQueryBlock = 16, kKeyBlock = 64;
+static_assert(kKeyBlock <= kernels::kMaxConvertedRows, "a key block is converted in one piece");
 
 }  // namespace
 
@@ -168,9 +169,7 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
 
   pool.parallel_for(static_cast<int64_t>(acts.jobs.size()), [&](int64_t b, int64_t e) {
     // Per-thread scratch, grown once.
-    thread_local std::vector<float> kbuf, vbuf, scores, row_max, row_sum, acc;
-    grow_to(kbuf, kKeyBlock * hd);
-    grow_to(vbuf, kKeyBlock * hd);
+    thread_local std::vector<float> scores, row_max, row_sum, acc;
     grow_to(scores, kKeyBlock);
     grow_to(row_max, kQueryBlock * group);
     grow_to(row_sum, kQueryBlock * group);
@@ -189,8 +188,6 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
       const int64_t key_end = pos0 + t0 + nt;
       for (int64_t k0 = first_visible(pos0 + t0) / kKeyBlock * kKeyBlock; k0 < key_end; k0 += kKeyBlock) {
         const int64_t nk = std::min(kKeyBlock, key_end - k0);
-        const float* K = cache.keys(layer, kvh, k0, nk, kbuf.data());
-        const float* V = cache.values(layer, kvh, k0, nk, vbuf.data());
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t t = t0 + r / group, h = kvh * group + r % group, pos = pos0 + t;
           const int64_t j0 = std::max(k0, first_visible(pos)), j1 = std::min(k0 + nk, pos + 1);
@@ -198,7 +195,7 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
           const float* qr = q + (S.first_row + t) * q_stride + h * hd;
           float* sc = scores.data();
           const int64_t nj = j1 - j0;
-          kernels::dot_rows(qr, K + (j0 - k0) * hd, nj, hd, sc);
+          cache.key_scores(layer, kvh, j0, nj, qr, sc);
           float block_max = -std::numeric_limits<float>::infinity();
           for (int64_t j = 0; j < nj; ++j) block_max = std::max(block_max, sc[j] *= scale);
           float& m = row_max[static_cast<size_t>(r)];
@@ -211,7 +208,7 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
             for (int64_t d = 0; d < hd; ++d) a[d] *= correction;
           kernels::exp_minus(sc, nj, new_max);
           for (int64_t j = 0; j < nj; ++j) sum += sc[j];
-          kernels::axpy_rows(sc, V + (j0 - k0) * hd, nj, hd, a);
+          cache.add_weighted_values(layer, kvh, j0, nj, sc, a);
           m = new_max;
         }
       }
