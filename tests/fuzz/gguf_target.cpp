@@ -110,7 +110,10 @@ class GgufHarness : public Harness {
     }
     std::string file = m.build();
     if (one_in(rng, 3)) mutate_bytes(file, rng, kFragments);
-    if (one_in(rng, 10)) std::memcpy(file.data() + 4, le64(edge_u64(rng)).data(), 4 + 8 * pick(rng, 3));  // version, counts
+    if (one_in(rng, 10) && file.size() >= 24) {  // the version, then the tensor and key counts, set to edge values
+      const std::string edges = le64(edge_u64(rng)) + le64(edge_u64(rng)) + le64(edge_u64(rng));
+      std::memcpy(file.data() + 4, edges.data(), 4 + 8 * pick(rng, 3));
+    }
     return {{kName, file}};
   }
 
