@@ -22,7 +22,8 @@ PHINFER_TARGET_END
 namespace phinfer::kernels::detail {
 
 const KernelTable& avxvnni_kernels() {
-  static const KernelTable t{Isa::AvxVnni, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul};
+  static const KernelTable t{Isa::AvxVnni, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul,
+                             axpy_rows,     dot_rows,     dot_rows_f16, axpy_rows_f16, dot_rows_q8, axpy_rows_q8};
   return t;
 }
 

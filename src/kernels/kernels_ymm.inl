@@ -304,6 +304,109 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
 }
 
+// ---- attention rows (fp32, f16 or q8 storage; the operations and order of dot and axpy) ---------
+// Src::load8(r, c, m): values [c, c + m) of row r as fp32 (m <= 8; zero beyond m).
+
+struct F32Rows {
+  const float* x;
+  int64_t n;
+  __m256 load8(int64_t r, int64_t c, int64_t m) const {
+    const float* p = x + r * n + c;
+    return m >= 8 ? _mm256_loadu_ps(p) : m > 0 ? _mm256_maskload_ps(p, lane_mask(m)) : _mm256_setzero_ps();
+  }
+};
+struct F16Rows {
+  const uint16_t* x;
+  int64_t n;
+  __m256 load8(int64_t r, int64_t c, int64_t m) const {
+    const uint16_t* p = x + r * n + c;
+    if (m >= 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    alignas(16) uint16_t tmp[8] = {};
+    if (m > 0) std::memcpy(tmp, p, static_cast<size_t>(m) * 2);
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+  }
+};
+struct Q8Rows {
+  const int8_t* x;
+  const float* scales;
+  int64_t n;
+  __m256 load8(int64_t r, int64_t c, int64_t m) const {
+    const int8_t* p = x + r * n + c;
+    int64_t codes = 0;
+    std::memcpy(&codes, p, static_cast<size_t>(std::clamp<int64_t>(m, 0, 8)));
+    const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(codes)));
+    return _mm256_mul_ps(_mm256_set1_ps(scales[r]), f);
+  }
+};
+
+// Scores of a block of keys, two keys at a time (two fma chains and reductions overlap).
+template <typename Src>
+void dot_rows_src(const float* q, const Src& k, int64_t rows, int64_t n, float* out) {
+  auto key16 = [&](int64_t r, int64_t c, int64_t m) { return V16{k.load8(r, c, m), k.load8(r, c + 8, m - 8)}; };
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    V16 a0{_mm256_setzero_ps(), _mm256_setzero_ps()}, a1 = a0;
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+      const V16 qv = load_x16(q + c);
+      a0 = fma16(qv, key16(r, c, 16), a0);
+      a1 = fma16(qv, key16(r + 1, c, 16), a1);
+    }
+    if (c < n) {
+      const V16 qv = load_x16_tail(q + c, n - c);
+      a0 = fma16_tail(qv, key16(r, c, n - c), a0, n - c);
+      a1 = fma16_tail(qv, key16(r + 1, c, n - c), a1, n - c);
+    }
+    out[r] = reduce16(a0);
+    out[r + 1] = reduce16(a1);
+  }
+  for (; r < rows; ++r) {
+    V16 a{_mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16) a = fma16(load_x16(q + c), key16(r, c, 16), a);
+    if (c < n) a = fma16_tail(load_x16_tail(q + c, n - c), key16(r, c, n - c), a, n - c);
+    out[r] = reduce16(a);
+  }
+}
+
+// Weighted sum of value rows, 64 columns at a time with y in registers over all rows.
+template <typename Src>
+void axpy_rows_src(const float* p, const Src& x, int64_t rows, int64_t n, float* y) {
+  for (int64_t c0 = 0; c0 < n; c0 += 64) {
+    const int64_t w = std::min<int64_t>(64, n - c0);
+    __m256 acc[8];
+    PHINFER_UNROLL for (int j = 0; j < 8; ++j) {
+      const int64_t m = w - 8 * j;
+      acc[j] = m >= 8 ? _mm256_loadu_ps(y + c0 + 8 * j) : m > 0 ? _mm256_maskload_ps(y + c0 + 8 * j, lane_mask(m)) : _mm256_setzero_ps();
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const __m256 a = _mm256_set1_ps(p[r]);
+      PHINFER_UNROLL for (int j = 0; j < 8; ++j)
+        if (8 * j < w) acc[j] = _mm256_fmadd_ps(a, x.load8(r, c0 + 8 * j, w - 8 * j), acc[j]);
+    }
+    PHINFER_UNROLL for (int j = 0; j < 8; ++j) {
+      const int64_t m = w - 8 * j;
+      if (m >= 8) _mm256_storeu_ps(y + c0 + 8 * j, acc[j]);
+      else if (m > 0) _mm256_maskstore_ps(y + c0 + 8 * j, lane_mask(m), acc[j]);
+    }
+  }
+}
+
+void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) { dot_rows_src(q, F32Rows{k, n}, rows, n, out); }
+void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) { axpy_rows_src(p, F32Rows{x, n}, rows, n, y); }
+void dot_rows_f16(const float* q, const uint16_t* k, int64_t rows, int64_t n, float* out) {
+  dot_rows_src(q, F16Rows{k, n}, rows, n, out);
+}
+void axpy_rows_f16(const float* p, const uint16_t* x, int64_t rows, int64_t n, float* y) {
+  axpy_rows_src(p, F16Rows{x, n}, rows, n, y);
+}
+void dot_rows_q8(const float* q, const int8_t* k, const float* scales, int64_t rows, int64_t n, float* out) {
+  dot_rows_src(q, Q8Rows{k, scales, n}, rows, n, out);
+}
+void axpy_rows_q8(const float* p, const int8_t* x, const float* scales, int64_t rows, int64_t n, float* y) {
+  axpy_rows_src(p, Q8Rows{x, scales, n}, rows, n, y);
+}
+
 template <WeightFormat F, int R>
 void rows_direct(const WeightMatrix& w, int64_t r0, const float* x, int64_t n_tokens, float* y, int64_t ys) {
   const int64_t cols = w.cols;
