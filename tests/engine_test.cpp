@@ -9,6 +9,7 @@
 #include <limits>
 #include <thread>
 
+#include "engine/engine_impl.h"
 #include "generate/sampler.h"
 #include "phinfer/engine.h"
 #include "phinfer/error.h"
@@ -469,6 +470,27 @@ TEST(TokenEvents, LogprobsAndPenaltiesFollowTheirDefinitions) {
   GenerationConfig bad = gc;
   bad.presence_penalty = 3;
   EXPECT_THROW(p.generate(prompt, bad), Error);
+}
+
+}  // namespace
+}  // namespace phinfer
+
+namespace phinfer {
+namespace {
+
+TEST(EngineKVGrowth, DoublesAndTakesTheWholeReservationOnceHalfwayThere) {
+  const auto grow = &Engine::Impl::kv_positions_to_reserve;
+  // A 500-token prompt in chunks of 256 with 16 tokens to generate: the first chunk reserves all
+  // 516 positions, so decoding never copies the cache for its last 4 positions.
+  EXPECT_EQ(grow(256, 0, 516), 516);
+  // A request allowed 60,000 tokens starts small and doubles.
+  EXPECT_EQ(grow(20, 0, 60000), 276);
+  EXPECT_EQ(grow(277, 276, 60000), 552);
+  EXPECT_EQ(grow(8833, 8832, 60000), 17664);
+  EXPECT_EQ(grow(17665, 17664, 60000), 60000);  // doubling to 35,328 would pass half of 60,000
+  EXPECT_EQ(grow(30000, 29999, 60000), 60000);
+  // Never less than needed (a chunk larger than a doubling).
+  EXPECT_EQ(grow(5000, 256, 100000), 5256);
 }
 
 }  // namespace

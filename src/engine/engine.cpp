@@ -271,11 +271,8 @@ void Engine::Impl::schedule() {
     scheduled.push_back(&r);
   }
   for (Request* r : scheduled) {
-    // KV memory as the sequence grows, doubling up to its reservation: the budget counts the
-    // whole reservation from admission, but memory is only touched when used (a request allowed
-    // 60,000 tokens does not zero 60,000 positions before its first token).
     const int64_t need = r->cache->length() + r->row_count, have = r->cache->capacity();
-    if (need > have) r->cache->reserve(std::max(need, std::min(r->capacity, std::max<int64_t>(2 * have, need + 256))));
+    if (need > have) r->cache->reserve(kv_positions_to_reserve(need, have, r->capacity));
     r->logit_rows.clear();
     if (!r->draft.empty()) {
       for (int64_t i = 0; i < r->row_count; ++i) r->logit_rows.push_back(i);
@@ -283,6 +280,12 @@ void Engine::Impl::schedule() {
       r->logit_rows.push_back(r->row_count - 1);
     }
   }
+}
+
+int64_t Engine::Impl::kv_positions_to_reserve(int64_t need, int64_t have, int64_t reservation) {
+  int64_t grow_to = std::max<int64_t>(2 * have, need + 256);
+  if (2 * grow_to >= reservation) grow_to = reservation;
+  return std::max(need, grow_to);
 }
 
 void Engine::Impl::propose_draft(Request& r, int64_t limit) const {
