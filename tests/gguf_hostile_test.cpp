@@ -125,7 +125,8 @@ TEST(GgufHostile, ArrayCountsAndTypes) {
     w.raw("nested", GgufWriter::ARRAY, inner);
     return w.build();
   };
-  const auto ok = format::GgufFile::parse(as_bytes(nested(3)), "ok");
+  const std::string file = nested(3);  // the parsed file views its bytes: they must outlive it
+  const auto ok = format::GgufFile::parse(as_bytes(file), "ok");
   EXPECT_EQ(ok.find("nested")->arrays.at(0).arrays.at(0).integer_at(0), 7);
   expect_rejected(nested(5), {"'nested'", "nested deeper than 4"});
   GgufWriter bools;
@@ -151,7 +152,8 @@ TEST(GgufHostile, DuplicatesAndAlignment) {
   ok.alignment = 64;
   ok.tensor("a", 0, {3}, f32_data(3));
   ok.tensor("b", 0, {5}, f32_data(5));
-  const auto f = format::GgufFile::parse(as_bytes(ok.build()), "ok");
+  const std::string file = ok.build();
+  const auto f = format::GgufFile::parse(as_bytes(file), "ok");
   EXPECT_EQ(f.alignment(), 64u);
   EXPECT_EQ(f.find_tensor("b")->offset, 64u);
 }
