@@ -101,13 +101,16 @@ constexpr int64_t kIntLimit = 9999999999999999;  // 16 digits, as json-uint
 
 class SchemaCompiler {
  public:
-  explicit SchemaCompiler(const json& root) : root_(root) {}
+  // `rule_prefix` keeps the rules of several schemas in one grammar apart.
+  explicit SchemaCompiler(const json& root, std::string rule_prefix = "s-")
+      : root_(root), rule_prefix_(std::move(rule_prefix)) {}
 
-  std::string compile() {
+  // The schema's rules, its value being `root_rule`, without the common JSON rules.
+  std::string compile_rules(const std::string& root_rule) {
     const std::string top = visit(root_, "", 0);
-    std::string out = "root ::= " + top + "\n";
+    std::string out = root_rule + " ::= " + top + "\n";
     for (const auto& [name, body] : rules_) out += name + " ::= " + body + "\n";
-    return out + kCommonRules;
+    return out;
   }
 
  private:
@@ -120,7 +123,7 @@ class SchemaCompiler {
     std::string name;
     for (char c : base) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
     if (name.empty()) name = "schema";
-    name = "s-" + name.substr(0, 40) + "-" + std::to_string(rules_.size());
+    name = rule_prefix_ + name.substr(0, 40) + "-" + std::to_string(rules_.size());
     rules_.emplace_back(name, std::move(body));
     return name;
   }
@@ -387,6 +390,7 @@ class SchemaCompiler {
   }
 
   const json& root_;
+  const std::string rule_prefix_;
   std::vector<std::pair<std::string, std::string>> rules_;
   std::map<std::string, std::string> refs_;
   std::set<std::string> formats_;
@@ -394,10 +398,36 @@ class SchemaCompiler {
 
 }  // namespace
 
-std::string json_schema_to_gbnf(const json& schema) {
+std::string json_schema_to_gbnf(const json& schema, const std::string& root_rule) {
   if (schema.dump().size() > kMaxSchemaBytes)
     throw Error("JSON schema is larger than " + std::to_string(kMaxSchemaBytes) + " bytes");
-  return SchemaCompiler(schema).compile();
+  return SchemaCompiler(schema).compile_rules(root_rule) + kCommonRules;
+}
+
+std::string function_calls_gbnf(const std::vector<FunctionSchema>& functions, bool several, const std::string& open,
+                                const std::string& close) {
+  if (functions.empty()) throw Error("function calls: no functions to call");
+  std::string rules, calls;
+  size_t bytes = 0;
+  for (size_t i = 0; i < functions.size(); ++i) {
+    const FunctionSchema& f = functions[i];
+    bytes += f.parameters.dump().size();
+    if (bytes > kMaxSchemaBytes)
+      throw Error("the functions' parameter schemas are larger than " + std::to_string(kMaxSchemaBytes) + " bytes");
+    const std::string prefix = "f" + std::to_string(i) + "-";
+    try {
+      rules += SchemaCompiler(f.parameters, prefix).compile_rules(prefix + "arguments");
+    } catch (const Error& e) {
+      throw Error("function '" + f.name + "': parameters: " + e.what());
+    }
+    // {"name": NAME, "arguments": ARGS}: the name first, as the models write it.
+    rules += prefix + "call ::= \"{\" ws " + literal("\"name\"") + " ws \":\" ws " + literal(json(f.name).dump()) +
+             " ws \",\" ws " + literal("\"arguments\"") + " ws \":\" ws " + prefix + "arguments ws \"}\"\n";
+    calls += (i ? " | " : "") + prefix + "call";
+  }
+  const std::string list = several ? "\"[\" ws call ws (\",\" ws call ws){0,15} \"]\"" : "\"[\" ws call ws \"]\"";
+  return "root ::= " + literal(open) + " " + list + " " + literal(close) + "\ncall ::= " + calls + "\n" + rules +
+         kCommonRules;
 }
 
 std::string any_json_object_gbnf() { return std::string("root ::= json-object\n") + kCommonRules; }

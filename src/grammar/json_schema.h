@@ -14,6 +14,7 @@
 // The output is compact JSON with at most 8 white-space characters where JSON allows them;
 // numbers have at most 16 integer digits, 16 fraction digits and a 2-digit exponent.
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,8 +23,19 @@ namespace phinfer::grammar {
 inline constexpr int kMaxSchemaDepth = 64;
 inline constexpr size_t kMaxSchemaBytes = 1u << 20;
 
-// Throws phinfer::Error "JSON schema at /path: ..." for unsupported or invalid schemas.
-std::string json_schema_to_gbnf(const nlohmann::json& schema);
+// Throws phinfer::Error "JSON schema at /path: ..." for unsupported or invalid schemas. The schema's
+// value is the rule `root_rule` (another name lets a grammar embed it, e.g. between fixed texts).
+std::string json_schema_to_gbnf(const nlohmann::json& schema, const std::string& root_rule = "root");
+// A list of function calls [{"name": NAME, "arguments": ARGS}, ...] between the texts `open` and
+// `close`: each NAME one of the functions', its ARGS following that function's parameter schema;
+// one call, or up to 16 when `several`. Throws phinfer::Error naming the function whose schema is
+// not supported.
+struct FunctionSchema {
+  std::string name;
+  nlohmann::json parameters;
+};
+std::string function_calls_gbnf(const std::vector<FunctionSchema>& functions, bool several, const std::string& open,
+                                const std::string& close);
 // Any JSON object (nested values of every kind).
 std::string any_json_object_gbnf();
 

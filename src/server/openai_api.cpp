@@ -162,17 +162,35 @@ std::vector<ChatMessage> parse_messages(const json& list, const char* name, cons
   std::vector<ChatMessage> messages;
   for (const auto& m : list) {
     if (!m.is_object()) type_error(name, "an array of objects", m);
-    reject_unknown_fields(m, {"role", "content", "name", "type"});
+    reject_unknown_fields(m, {"role", "content", "name", "type", "tool_calls", "tool_call_id"});
     if (const json* type = field(m, "type"); type && *type != "message")
       throw ApiError(400, "only items of type 'message' are supported", name, "unsupported_content");
     std::string role = required_string(m, "role");
     if (role == "developer") role = "system";  // OpenAI's newer name for the system role
-    if (role != "system" && role != "user" && role != "assistant")
-      throw ApiError(400, "message role '" + role + "' is not supported; use system, user or assistant", name,
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool")
+      throw ApiError(400, "message role '" + role + "' is not supported; use system, user, assistant or tool", name,
                      "invalid_value");
+    const json* calls = field(m, "tool_calls");
+    if (calls && role != "assistant")
+      throw ApiError(400, "only assistant messages carry 'tool_calls'", name, "invalid_value");
     const json* content = field(m, "content");
-    if (!content) throw ApiError(400, "every message needs 'content'", name, "missing_required_parameter");
-    messages.push_back({role, message_content(*content, text_types)});
+    // An assistant turn that only called tools has no content.
+    if (!content && !calls) throw ApiError(400, "every message needs 'content'", name, "missing_required_parameter");
+    ChatMessage message{role, content ? message_content(*content, text_types) : std::string()};
+    if (calls) {
+      if (!calls->is_array()) type_error("tool_calls", "an array of tool calls", *calls);
+      for (const auto& c : *calls) {
+        if (!c.is_object()) type_error("tool_calls", "an array of objects", c);
+        reject_unknown_fields(c, {"id", "type", "function"});
+        const json* f = field(c, "function");
+        if (!f || !f->is_object()) throw ApiError(400, "a tool call needs a 'function' object", "tool_calls", "invalid_value");
+        reject_unknown_fields(*f, {"name", "arguments"});
+        required_string(*f, "name");
+        required_string(*f, "arguments");
+      }
+      message.extra["tool_calls"] = *calls;
+    }
+    messages.push_back(std::move(message));
   }
   return messages;
 }
@@ -202,12 +220,66 @@ std::optional<Grammar> parse_response_format(const json& format) {
   }
 }
 
+// tools + tool_choice (+ parallel_tool_calls): what the model is offered and whether it must call.
+void parse_tools(const json& body, ApiRequest& r) {
+  const json* tools = field(body, "tools");
+  const json* choice = field(body, "tool_choice");
+  const bool parallel = boolean(body, "parallel_tool_calls").value_or(true);
+  std::string mode = "auto", function;
+  if (choice) {
+    if (choice->is_string()) {
+      mode = choice->get<std::string>();
+      if (mode != "none" && mode != "auto" && mode != "required")
+        throw ApiError(400, "'tool_choice' must be none, auto, required or a function, found '" + mode + "'",
+                       "tool_choice", "invalid_value");
+    } else if (choice->is_object()) {
+      reject_unknown_fields(*choice, {"type", "function"});
+      if (required_string(*choice, "type") != "function")
+        throw ApiError(400, "'tool_choice.type' must be function", "tool_choice", "invalid_value");
+      const json* f = field(*choice, "function");
+      if (!f || !f->is_object()) throw ApiError(400, "'tool_choice.function' must be an object", "tool_choice", "invalid_value");
+      reject_unknown_fields(*f, {"name"});
+      mode = "function";
+      function = required_string(*f, "name");
+    } else {
+      type_error("tool_choice", "a string or an object", *choice);
+    }
+  }
+  if (!tools) {
+    if (mode == "required" || mode == "function")
+      throw ApiError(400, "'tool_choice' " + mode + " needs 'tools'", "tool_choice", "invalid_value");
+    return;
+  }
+  ToolSet set;
+  try {
+    set = ToolSet::from_openai(*tools);
+  } catch (const Error& e) {
+    throw ApiError(400, e.what(), "tools", "invalid_value");
+  }
+  if (mode == "none") return;  // the model answers in text and is not shown the tools
+  if (mode == "function" && !set.offers(function))
+    throw ApiError(400, "'tool_choice' names the function '" + function + "', which is not among the tools", "tool_choice",
+                   "invalid_value");
+  if (mode == "required" || mode == "function") {
+    if (r.grammar)
+      throw ApiError(400, "'response_format' and a required tool call cannot both constrain the answer", "tool_choice",
+                     "invalid_value");
+    try {
+      r.grammar = set.call_grammar(function, parallel);
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "tools", "invalid_value");
+    }
+  }
+  r.tools = std::move(set);
+}
+
 }  // namespace
 
 ApiRequest parse_chat_request(const json& body, const ApiLimits& limits) {
   reject_unknown_fields(body, {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed",
                                "stop", "n", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs",
-                               "stream", "stream_options", "response_format"});
+                               "stream", "stream_options", "response_format", "tools", "tool_choice",
+                               "parallel_tool_calls"});
   ApiRequest r;
   r.endpoint = Endpoint::Chat;
   parse_sampling(body, r, limits, "max_tokens");
@@ -219,6 +291,7 @@ ApiRequest parse_chat_request(const json& body, const ApiLimits& limits) {
   r.logprobs = boolean(body, "logprobs").value_or(false);
   r.top_logprobs = static_cast<int>(integer(body, "top_logprobs", 0, 20).value_or(0));
   if (const json* format = field(body, "response_format")) r.grammar = parse_response_format(*format);
+  parse_tools(body, r);
   if (r.top_logprobs > 0 && !r.logprobs)
     throw ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs", "invalid_value");
   return r;

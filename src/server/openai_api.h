@@ -12,6 +12,7 @@
 
 #include "phinfer/chat_template.h"
 #include "phinfer/grammar.h"
+#include "phinfer/tools.h"
 
 namespace phinfer::server {
 
@@ -51,8 +52,13 @@ struct ApiRequest {
   bool logprobs = false;
   int top_logprobs = 0;
   bool stream = false, include_usage = false, echo = false;
-  // chat response_format json_object / json_schema (strict or not, the output always follows it).
+  // chat response_format json_object / json_schema (strict or not, the output always follows it),
+  // or tool_choice required / a named function (the output is a call, its arguments following the
+  // function's parameters).
   std::optional<Grammar> grammar;
+  // chat tools: offered unless tool_choice is none; the answer's calls are read from its text.
+  std::optional<ToolSet> tools;
+  bool tool_calls_enabled() const { return tools.has_value(); }
 };
 
 ApiRequest parse_chat_request(const nlohmann::json& body, const ApiLimits& limits);

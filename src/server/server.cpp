@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <algorithm>
 #include <deque>
 #include <random>
 #include <thread>
@@ -84,6 +85,50 @@ struct Job {
 std::string finish_reason(const GenerationResult& r) {
   return r.finish_reason == "length" ? "length" : "stop";  // eos, a stop string, or stopped
 }
+
+// OpenAI's tool_calls list (streamed deltas carry each call's index).
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json list = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json c = {{"id", random_id("call_")}, {"type", "function"},
+              {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (with_index) c["index"] = k;
+    list.push_back(std::move(c));
+  }
+  return list;
+}
+
+// Streaming with tools: text is sent as it comes, except from the start of a call block on (held
+// until the choice ends, then sent as tool_calls) and a tail that may still become one.
+struct ToolStream {
+  std::string pending;
+  bool in_call = false;
+
+  // The text that can be sent now.
+  std::string push(const std::string& text) {
+    pending += text;
+    if (in_call) return {};
+    size_t cut = std::string::npos;
+    for (const char* marker : {"<|tool_call|>", "functools["}) cut = std::min(cut, pending.find(marker));
+    if (cut != std::string::npos) {
+      in_call = true;
+      std::string out = pending.substr(0, cut);
+      pending.erase(0, cut);
+      return out;
+    }
+    // Keep the longest tail that begins a marker.
+    size_t keep = 0;
+    for (std::string_view marker : {std::string_view("<|tool_call|>"), std::string_view("functools[")})
+      for (size_t n = std::min(marker.size() - 1, pending.size()); n > keep; --n)
+        if (std::string_view(pending).substr(pending.size() - n) == marker.substr(0, n)) {
+          keep = n;
+          break;
+        }
+    std::string out = pending.substr(0, pending.size() - keep);
+    pending.erase(0, pending.size() - keep);
+    return out;
+  }
+};
 
 std::string sse(const json& j) { return "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n"; }
 
@@ -304,10 +349,20 @@ json Server::final_json(const ApiRequest& r, const Job& job, const std::string& 
   for (size_t i = 0; i < job.results.size(); ++i) {
     const GenerationResult& res = job.results[i];
     if (r.endpoint == Endpoint::Chat) {
+      json message = {{"role", "assistant"}, {"content", res.text}, {"refusal", nullptr}};
+      std::string reason = finish_reason(res);
+      if (r.tools) {
+        ToolCallOutput out = r.tools->parse_output(res.text);
+        if (!out.calls.empty()) {
+          message["content"] = out.content.empty() ? json(nullptr) : json(out.content);
+          message["tool_calls"] = tool_calls_json(out.calls, false);
+          reason = "tool_calls";
+        }
+      }
       choices.push_back({{"index", i},
-                         {"message", {{"role", "assistant"}, {"content", res.text}, {"refusal", nullptr}}},
+                         {"message", message},
                          {"logprobs", r.logprobs ? logprobs_json(r, tok, res.logprobs, job.token_texts[i], 0) : json(nullptr)},
-                         {"finish_reason", finish_reason(res)}});
+                         {"finish_reason", reason}});
     } else {
       const std::string prefix = r.echo ? r.prompts[i / static_cast<size_t>(r.n)] : "";
       choices.push_back({{"index", i},
@@ -348,6 +403,7 @@ void Server::stream(const ApiRequest& request, const std::shared_ptr<Job>& job, 
   const std::string id = random_id(prefix);
   const int64_t created = unix_now();
   auto started = std::make_shared<bool>(false);
+  auto tool_streams = std::make_shared<std::vector<ToolStream>>(job->prompts.size());
   auto sequence = std::make_shared<int64_t>(0);
   const std::string item_id = "msg_" + id.substr(5);
   // A Responses API event: "event: TYPE" plus its JSON, numbered.
@@ -411,13 +467,32 @@ void Server::stream(const ApiRequest& request, const std::shared_ptr<Job>& job, 
     const Tokenizer& tok = job->slot->pipeline.tokenizer();
     json lp = nullptr;
     if (!e.finished && e.logprobs) lp = logprobs_json(r, tok, {*e.logprobs}, {e.text}, 0);
-    if (!e.finished && e.text.empty() && lp.is_null()) return "";
-    json c = {{"index", e.choice}, {"logprobs", lp}, {"finish_reason", e.finished ? json(finish_reason(result)) : json(nullptr)}};
+    std::string text = e.text, reason = e.finished ? finish_reason(result) : "";
+    std::string out;
+    if (r.tools) {
+      ToolStream& ts = (*tool_streams)[e.choice];
+      if (!e.finished) {
+        text = ts.push(e.text);
+      } else {
+        ToolCallOutput calls = r.tools->parse_output(result.text);
+        if (!calls.calls.empty()) {
+          out += chunk(json::array({{{"index", e.choice}, {"delta", {{"tool_calls", tool_calls_json(calls.calls, true)}}},
+                                     {"logprobs", nullptr}, {"finish_reason", nullptr}}}));
+          reason = "tool_calls";
+        } else if (!ts.pending.empty()) {  // not a call after all: the held text is content
+          out += chunk(json::array({{{"index", e.choice}, {"delta", {{"content", ts.pending}}}, {"logprobs", nullptr},
+                                     {"finish_reason", nullptr}}}));
+        }
+        ts.pending.clear();
+      }
+    }
+    if (!e.finished && text.empty() && lp.is_null()) return out;
+    json c = {{"index", e.choice}, {"logprobs", lp}, {"finish_reason", e.finished ? json(reason) : json(nullptr)}};
     if (r.endpoint == Endpoint::Chat)
-      c["delta"] = e.finished ? json::object() : json{{"content", e.text}};
+      c["delta"] = e.finished ? json::object() : json{{"content", text}};
     else
-      c["text"] = e.finished ? "" : e.text;
-    return chunk(json::array({c}));
+      c["text"] = e.finished ? "" : text;
+    return out + chunk(json::array({c}));
   };
   auto closing = [=, this]() {
     const ApiRequest& r = *rp;
@@ -489,7 +564,14 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
         for (int i = 0; i < r.n; ++i) prompts.push_back(ids);
       }
     } else {
-      auto ids = slot.pipeline.encode_chat(r.messages);
+      // Tools where the model reads them, and earlier calls and results in its own syntax.
+      const bool has_tool_history = std::any_of(r.messages.begin(), r.messages.end(), [](const ChatMessage& m) {
+        return m.role == "tool" || m.extra.contains("tool_calls");
+      });
+      const std::vector<ChatMessage> messages =
+          r.tools ? r.tools->prompt_messages(r.messages, slot.pipeline)
+                  : has_tool_history ? ToolSet::history_messages(r.messages, slot.pipeline) : r.messages;
+      auto ids = slot.pipeline.encode_chat(messages);
       for (int i = 0; i < r.n; ++i) prompts.push_back(ids);
     }
   } catch (const Error& e) {

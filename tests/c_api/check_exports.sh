@@ -19,7 +19,7 @@ extra=$(comm -13 <(echo "$declared") <(echo "$exported_c"))
 
 # C++ names, demangled.
 cpp=$(nm -D --defined-only "$lib" | awk '$3 ~ /^_Z/ {print $3}' | c++filt)
-public='(Error|Tokenizer|ChatTemplate|ModelConfig|GenerationDefaults|ConvertOptions|KVState|Pipeline|Engine|Generator|ChatSession|Grammar)'
+public='(Error|Tokenizer|ChatTemplate|ModelConfig|GenerationDefaults|ConvertOptions|KVState|Pipeline|Engine|Generator|ChatSession|Grammar|ToolSet)'
 public_functions='(convert|cached_conversion|perplexity|compare)'
 forbidden='phinfer::(kernels|model|format|tok|jinja|backend|generate|server|synthetic|cli|capi)::|::Impl\b|anonymous namespace|pcre2|\bphinfer_[a-z]'
 bad=$(echo "$cpp" | grep -E "$forbidden" || true)
