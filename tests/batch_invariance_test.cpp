@@ -12,6 +12,7 @@
 #include "model/phi3.h"
 #include "model/sequence.h"
 #include "phinfer/convert.h"
+#include "converted_models.h"
 #include "test_util.h"
 
 namespace phinfer {
@@ -128,25 +129,13 @@ void check_invariance(const std::filesystem::path& model_path, const std::vector
     ASSERT_EQ(0, std::memcmp(again.logits[k].data(), streams[0].logits[k].data(), again.logits[k].size() * sizeof(float)));
 }
 
-std::filesystem::path converted(const std::string& model, const std::string& format) {
-  static std::map<std::string, std::filesystem::path> done;
-  const std::string key = model + "/" + format;
-  if (done.count(key)) return done[key];
-  auto out = test::temp_dir("batch-" + model + "-" + format) / "model.phi";
-  ConvertOptions o;
-  o.weight_format = format;
-  o.plain_rounding = true;  // conversion speed; the layout is what matters here
-  convert(test::shared_path("models/" + model), out, o);
-  return done[key] = out;
-}
-
 class BatchInvariance : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(BatchInvariance, LogitsAreBitIdenticalAloneAndBatched) {
   const auto& [model, format] = GetParam();
   const auto dir = test::shared_path("models/" + model);
   const auto golden = test::read_json(dir / "golden.json");
-  const auto path = format == "stored" ? dir : converted(model, format);
+  const auto path = format == "stored" ? dir : test::converted_model(model, format);
   std::vector<std::vector<int32_t>> prompts;
   if (model == "stories260K-phi3") {
     // The real trained model: its golden prompts, plus prefixes of different lengths.
@@ -175,7 +164,7 @@ TEST(BatchInvarianceWindow, PastTheSlidingWindowBatchedWithShortSequences) {
   const auto dir = test::shared_path("models/phi3-tiny-mha");
   const auto golden = test::read_json(dir / "golden.json");
   check_invariance(dir, {prompt_of(golden, "window2600", 100000), prompt_of(golden, "chat", 100)}, 4);
-  check_invariance(converted("phi3-tiny-mha", "int4"), {prompt_of(golden, "window2600", 100000), prompt_of(golden, "text300", 100)}, 4);
+  check_invariance(test::converted_model("phi3-tiny-mha", "int4"), {prompt_of(golden, "window2600", 100000), prompt_of(golden, "text300", 100)}, 4);
 }
 
 TEST(BatchInvarianceKvCache, HalfAndInt8CachesAreBatchInvariantToo) {
@@ -187,7 +176,7 @@ TEST(BatchInvarianceKvCache, HalfAndInt8CachesAreBatchInvariantToo) {
                                                      prompt_of(golden, "text300", 37)};
   check_invariance(dir, prompts, 6, model::KVCacheType::F16);
   check_invariance(dir, prompts, 6, model::KVCacheType::Q8);
-  check_invariance(converted("phi3-tiny-gqa-longrope", "int4"), prompts, 6, model::KVCacheType::Q8);
+  check_invariance(test::converted_model("phi3-tiny-gqa-longrope", "int4"), prompts, 6, model::KVCacheType::Q8);
 }
 
 TEST(BatchInvarianceWindow, ChunkedPrefillEqualsOneCall) {

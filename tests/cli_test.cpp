@@ -253,5 +253,34 @@ TEST(Cli, ConvertThenRunTheModelFile) {
   EXPECT_GE(j["mean_kl"].get<double>(), 0.0);
 }
 
+TEST(Cli, SpeculativeWithADraftModelGivesThePlainGreedyText) {
+  auto dir = test::shared_path("models/stories260K-phi3");
+  auto out = test::temp_dir("cli_draft");
+  auto r = run_cli("convert -m " + q(dir) + " -o " + q(out / "draft.phi") + " --weight-format int4 --plain-rounding");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string gen = "generate -m " + q(dir) + " -p 'Once upon a time, there was a little girl named Lily.' --max-new-tokens 40 --json";
+  r = run_cli(gen);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto plain = nlohmann::json::parse(r.out);
+  r = run_cli(gen + " --speculative " + q("draft:" + (out / "draft.phi").string()) + " --draft-tokens 5");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto spec = nlohmann::json::parse(r.out);
+  EXPECT_EQ(spec["output_ids"], plain["output_ids"]);
+  EXPECT_EQ(spec["text"], plain["text"]);
+  EXPECT_GT(spec["stats"]["draft_tokens"].get<int64_t>(), 0);
+  EXPECT_GT(spec["stats"]["accepted_draft_tokens"].get<int64_t>(), 0);
+  // A folder as the draft is converted with the target's --weight-format (here both int8).
+  r = run_cli(gen + " --weight-format int8 --cache-dir " + q(out / "cache") + " --speculative " + q("draft:" + dir.string()));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto int8 = nlohmann::json::parse(r.out);
+  EXPECT_EQ(int8["stats"]["accepted_draft_tokens"], int8["stats"]["draft_tokens"]) << "a draft identical to the model";
+  r = run_cli(gen + " --speculative draft");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("ngram or draft:MODEL"), std::string::npos) << r.err;
+  r = run_cli("generate -m " + q(test::shared_path("models/phi3-tiny-mha")) + " -p 'Hi' --speculative " + q("draft:" + dir.string()));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("does not share the vocabulary"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace phinfer

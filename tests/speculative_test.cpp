@@ -12,20 +12,14 @@
 #include "phinfer/engine.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
+#include "speculative_test_util.h"
 #include "test_util.h"
 
 namespace phinfer {
 namespace {
 
 std::vector<std::vector<int32_t>> prompts_of(const std::string& model) {
-  const auto g = test::read_json(test::shared_path("models/" + model + "/golden.json"));
-  std::vector<std::vector<int32_t>> out;
-  if (g.contains("cases")) {
-    for (const auto& c : g["cases"])
-      if (c["name"] == "chat" || c["name"] == "text300") out.push_back(c["prompt_ids"].get<std::vector<int32_t>>());
-  } else {
-    for (const auto& p : g["prompts"]) out.push_back(p["prompt_ids"].get<std::vector<int32_t>>());
-  }
+  auto out = test::golden_prompts(model);
   // A text said twice: its last token occurred before, so the lookup has a draft at once.
   std::vector<int32_t> twice(out.back().begin(), out.back().begin() + std::min<size_t>(out.back().size(), 40));
   twice.insert(twice.end(), twice.begin(), twice.end());
@@ -33,20 +27,7 @@ std::vector<std::vector<int32_t>> prompts_of(const std::string& model) {
   return out;
 }
 
-void expect_same(const GenerationResult& plain, const GenerationResult& spec, const std::string& what) {
-  ASSERT_EQ(spec.output_ids, plain.output_ids) << what;
-  EXPECT_EQ(spec.text, plain.text) << what;
-  EXPECT_EQ(spec.finish_reason, plain.finish_reason) << what;
-  ASSERT_EQ(spec.logprobs.size(), plain.logprobs.size()) << what;
-  for (size_t i = 0; i < spec.logprobs.size(); ++i) {
-    ASSERT_EQ(spec.logprobs[i].logprob, plain.logprobs[i].logprob) << what << ", token " << i;
-    ASSERT_EQ(spec.logprobs[i].top.size(), plain.logprobs[i].top.size());
-    for (size_t k = 0; k < spec.logprobs[i].top.size(); ++k) {
-      EXPECT_EQ(spec.logprobs[i].top[k].id, plain.logprobs[i].top[k].id);
-      EXPECT_EQ(spec.logprobs[i].top[k].logprob, plain.logprobs[i].top[k].logprob);
-    }
-  }
-}
+using test::expect_same_generation;
 
 class SpeculativeGreedy : public ::testing::TestWithParam<std::string> {};
 
@@ -65,7 +46,7 @@ TEST_P(SpeculativeGreedy, IsExactlyPlainGreedyDecoding) {
     for (int k : {1, 4, 9}) {
       gc.draft_tokens = k;
       const GenerationResult spec = p.generate(prompt, gc);
-      expect_same(plain, spec, model + " draft_tokens " + std::to_string(k));
+      expect_same_generation(plain, spec, model + " draft_tokens " + std::to_string(k));
       drafted += spec.stats.draft_tokens;
       accepted += spec.stats.accepted_draft_tokens;
       EXPECT_LE(spec.stats.accepted_draft_tokens, spec.stats.draft_tokens);
@@ -109,14 +90,14 @@ TEST(Speculative, StopsMaxTokensAndTheLongRopeCrossingMatchPlainDecoding) {
     gc.max_new_tokens = max_new;
     const auto plain = s.generate(prompt, gc);
     gc.draft_tokens = 6;
-    expect_same(plain, s.generate(prompt, gc), "max_new_tokens " + std::to_string(max_new));
+    expect_same_generation(plain, s.generate(prompt, gc), "max_new_tokens " + std::to_string(max_new));
   }
   GenerationConfig gc;
   gc.max_new_tokens = 60;
   gc.stop_strings = {"Lily"};
   const auto plain = s.generate(prompt, gc);
   gc.draft_tokens = 6;
-  expect_same(plain, s.generate(prompt, gc), "stop string");
+  expect_same_generation(plain, s.generate(prompt, gc), "stop string");
   gc.draft_tokens = 33;
   EXPECT_THROW(s.generate(prompt, gc), Error);
 }
@@ -124,23 +105,14 @@ TEST(Speculative, StopsMaxTokensAndTheLongRopeCrossingMatchPlainDecoding) {
 TEST(Speculative, BatchedRequestsWithAndWithoutDraftsGiveTheirAloneResults) {
   Pipeline p = Pipeline::load(test::shared_path("models/stories260K-phi3"));
   const auto prompts = prompts_of("stories260K-phi3");
+  const auto configs = test::mixed_draft_configs(8);
   std::vector<GenerationResult> alone;
-  std::vector<GenerationConfig> configs;
-  for (size_t i = 0; i < 8; ++i) {
-    GenerationConfig gc;
-    gc.max_new_tokens = 30 + static_cast<int64_t>(i);
-    gc.ignore_eos = true;
-    gc.draft_tokens = static_cast<int>(i % 3) * 3;  // 0, 3, 6
-    configs.push_back(gc);
-    GenerationConfig plain = gc;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    GenerationConfig plain = configs[i];
     plain.draft_tokens = 0;
     alone.push_back(p.generate(prompts[i % prompts.size()], plain));
   }
-  Engine engine(p, EngineOptions{0, 64, 16, 64, 0});  // a small step budget: drafts compete for rows
-  std::vector<Engine::RequestId> ids;
-  for (size_t i = 0; i < 8; ++i) ids.push_back(engine.add_request(prompts[i % prompts.size()], configs[i]));
-  for (size_t i = 0; i < 8; ++i) expect_same(alone[i], engine.run_to_completion(ids[i]), "request " + std::to_string(i));
-  EXPECT_GT(engine.stats().accepted_draft_tokens, 0u);
+  EXPECT_GT(test::expect_batched_as_alone(p, prompts, configs, alone).accepted_draft_tokens, 0u);
 }
 
 TEST(Speculative, SampledOutputIsSeededAndValid) {

@@ -12,6 +12,7 @@
 // KV memory: a request reserves the KV cache of its longest possible sequence (prompt +
 // max_new_tokens, at most the context) when it is admitted; requests that do not fit the budget
 // wait in arrival order until running ones finish. Nothing is ever evicted from a running request.
+// A request drafting with the pipeline's draft model reserves the draft model's KV cache too.
 //
 // Prefix reuse: a request starts from the longest prefix of its prompt whose keys and values
 // another request already computed: a running one (n samples of one prompt share its prefill: a

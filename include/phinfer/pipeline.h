@@ -53,10 +53,12 @@ struct GenerationConfig {
   // The generated text must match this grammar (phinfer/grammar.h), in Pipeline::generate and the
   // Engine (a Generator refuses it); ignore_eos cannot be combined.
   std::optional<Grammar> grammar;
-  // Speculative decoding by prompt lookup: each step guesses up to this many next tokens from the
-  // last place the latest tokens occurred before (in the prompt or the output) and checks them in
-  // the same forward pass. Greedy output is exactly plain decoding's; sampled output follows the
-  // same distribution (the draws differ). 0: off.
+  // Speculative decoding: each step guesses up to this many next tokens and the model checks them
+  // in one forward pass. The guesses come from the pipeline's draft model when it has one
+  // (PipelineOptions::draft_model: drawn from its distribution, accepted by the speculative
+  // sampling rule), else from prompt lookup (what followed the last place the latest tokens
+  // occurred before, in the prompt or the output). Greedy output is exactly plain decoding's;
+  // sampled output follows the same distribution (the draws differ). 0: off.
   int draft_tokens = 0;
 };
 
@@ -120,6 +122,12 @@ struct PipelineOptions {
   std::optional<ConvertOptions> convert;
   std::filesystem::path cache_dir;
   std::string device = "cpu";           // cpu, or auto (the best available device)
+  // Speculative decoding with a draft model (GenerationConfig::draft_tokens): a smaller model with
+  // the same vocabulary and tokenizer (checked at load), loaded with these same options (a Hugging
+  // Face folder is converted with `convert` too; a phinfer model file is used as it is). Each
+  // request drafting with it holds a KV cache of the draft model as well, counted in an Engine's
+  // KV budget. Empty: none (drafts come from prompt lookup).
+  std::filesystem::path draft_model;
 };
 
 // Threading: every method may be called from any thread. generate, logits and Generators share the

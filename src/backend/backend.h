@@ -53,6 +53,10 @@ class Backend {
   // until the next call. Batch-invariant: an entry's logits do not depend on the other entries.
   // On error (phinfer::Error) no cache has changed.
   virtual std::span<const float> forward(std::span<const BatchEntry> entries) = 0;
+  // A backend for another model (a speculative draft model) on the same device and threads, so
+  // the two never compete for cores; it is driven by the same thread as this one, one call at a
+  // time between the two.
+  virtual std::unique_ptr<Backend> companion(std::shared_ptr<const model::Phi3Model> model) = 0;
 };
 
 struct BackendOptions {

@@ -301,6 +301,7 @@ Command add_chat(CLI::App& root) {
   app->add_option("--context", a->context, "Context limit in tokens (0 = the model's max_position_embeddings)")
       ->capture_default_str();
   add_generation_options(app, a->gen, a->do_sample);
+  add_speculative_options(app, a->gen.draft_tokens, a->model.pipeline.draft_model);
   add_grammar_options(app, a->grammar);
   return {app, [a] { return run_chat(*a); }};
 }

@@ -89,6 +89,7 @@ Command add_generate(CLI::App& root) {
   app->add_flag("--chat", args->chat, "Format the prompt as a user message with the model's chat template");
   app->add_option("--system", args->system, "System message (with --chat)");
   add_generation_options(app, args->gen, args->do_sample);
+  add_speculative_options(app, args->gen.draft_tokens, args->model.pipeline.draft_model);
   add_grammar_options(app, args->grammar);
   app->add_flag("--full-text", args->full_text, "Include the prompt in the returned text (return_full_text)");
   app->add_flag("--json", args->json, "Print one JSON object at the end instead of streaming");

@@ -76,15 +76,26 @@ void add_generation_options(CLI::App* app, GenerationConfig& gen, bool& do_sampl
       ->capture_default_str();
   app->add_option("--stop", gen.stop_strings, "Stop when the text contains this string (repeatable)");
   app->add_option("--seed", gen.seed, "Random seed: the same seed gives the same text")->capture_default_str();
-  add_speculative_options(app, gen.draft_tokens);
 }
 
-void add_speculative_options(CLI::App* app, int& draft_tokens) {
+void add_speculative_options(CLI::App* app, int& draft_tokens, std::filesystem::path& draft_model) {
   app->add_option_function<std::string>(
-         "--speculative", [&draft_tokens](const std::string&) { if (draft_tokens == 0) draft_tokens = 4; },
-         "Speculative decoding: ngram (prompt lookup: drafts copied from earlier text, checked in one pass; greedy "
-         "output unchanged)")
-      ->check(CLI::IsMember({"ngram"}));
+         "--speculative",
+         [&draft_tokens, &draft_model](const std::string& how) {
+           if (draft_tokens == 0) draft_tokens = 4;
+           if (how.rfind("draft:", 0) == 0) draft_model = how.substr(6);
+         },
+         "Speculative decoding (output unchanged when greedy; the same distribution when sampling): ngram (prompt "
+         "lookup: drafts copied from earlier text) or draft:MODEL (a smaller model with the same tokenizer drafts "
+         "autoregressively: a phinfer model file, GGUF file or Hugging Face folder, loaded with this model's options, "
+         "--weight-format included for a folder). The drafts are checked in one pass.")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "ngram") return "";
+            if (v.rfind("draft:", 0) == 0 && v.size() > 6) return "";
+            return "expected ngram or draft:MODEL, found '" + v + "'";
+          },
+          "ngram|draft:MODEL"));
   app->add_option("--draft-tokens", draft_tokens, "Draft tokens per step for --speculative (default 4; max 32)");
 }
 

@@ -3,6 +3,7 @@
 // on-the-fly conversion of a Hugging Face folder (--weight-format ...), cached under --cache-dir.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -32,8 +33,8 @@ struct GrammarArgs {
 void add_grammar_options(CLI::App* app, GrammarArgs& args);
 // Reads and compiles the grammar the flags ask for into gen.grammar (errors name the file).
 void apply_grammar_options(const GrammarArgs& args, GenerationConfig& gen);
-// --speculative ngram and --draft-tokens (generate, chat, serve).
-void add_speculative_options(CLI::App* app, int& draft_tokens);
+// --speculative ngram|draft:MODEL and --draft-tokens (generate, chat, serve).
+void add_speculative_options(CLI::App* app, int& draft_tokens, std::filesystem::path& draft_model);
 // Adds the conversion flags shared by `convert` and the on-the-fly path (not the format itself).
 void add_quantization_options(CLI::App* app, ConvertOptions& convert, std::optional<int>& group_size, bool& sym, bool& asym);
 // Fills convert.group_size / symmetric from the parsed flags.

@@ -62,7 +62,7 @@ Command add_serve(CLI::App& root) {
   app->add_option("--host", s.host, "Address to listen on (only this machine by default)")->capture_default_str();
   app->add_option("--port", s.port, "Port (0: any free port, printed at startup)")->capture_default_str();
   app->add_option("--api-key", s.api_key, "Require 'Authorization: Bearer KEY' on every API call");
-  add_speculative_options(app, s.draft_tokens);
+  add_speculative_options(app, s.draft_tokens, args->model.pipeline.draft_model);
   app->add_option("--parallel", s.parallel, "Requests decoding at once per model (more wait in the queue)")->capture_default_str();
   app->add_option("--ctx-size", s.ctx_size, "Most tokens of prompt + answer (0: the model's context)")->capture_default_str();
   app->add_option("--max-tokens", s.limits.max_tokens, "Most tokens one answer may ask for (also the default)")

@@ -11,6 +11,12 @@ namespace {
 
 constexpr int kMaxDraftTokens = 32;  // speculative decoding: most draft tokens a request may ask for
 constexpr int64_t kDraftNgram = 3;   // longest suffix looked up for a draft
+// Most rows a draft model catches up on per step (a new request's prompt, a conversation's history):
+// a constant, not an engine option, so that a request's drafts, and with them its sampled tokens,
+// are the same in every engine.
+constexpr int64_t kDraftCatchUpRows = 512;
+// The draft model's random stream is the request's seed mixed with this (its own, reproducible).
+constexpr uint64_t kDraftSeedMix = 0x9e3779b97f4a7c15ULL;
 
 double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -32,6 +38,7 @@ Engine::Impl::Impl(const Pipeline::Impl& pipeline, backend::Backend& be, const E
   if (o.max_step_tokens < 1) throw Error("engine: max_step_tokens must be >= 1, found " + std::to_string(o.max_step_tokens));
   if (o.prefill_chunk < 1) throw Error("engine: prefill_chunk must be >= 1, found " + std::to_string(o.prefill_chunk));
   if (o.max_running < 1) throw Error("engine: max_running must be >= 1, found " + std::to_string(o.max_running));
+  if (pipeline.draft_model) draft_backend = backend->companion(pipeline.draft_model);
 }
 
 Engine::RequestId Engine::Impl::add(GenerationRequest req) {
@@ -72,6 +79,8 @@ Engine::RequestId Engine::Impl::add(GenerationRequest req) {
   r->reserved_bytes = static_cast<uint64_t>(r->capacity) * backend->cache_bytes_per_position();
   if (state && state->impl->cache && state->impl->owner == backend)
     r->reserved_bytes = std::max(r->reserved_bytes, state->impl->cache->bytes());
+  const bool model_drafts = draft_backend && gc.draft_tokens > 0 && !gc.grammar;
+  if (model_drafts) r->reserved_bytes += static_cast<uint64_t>(r->capacity) * draft_backend->cache_bytes_per_position();
   if (options.kv_cache_bytes > 0 && r->reserved_bytes > options.kv_cache_bytes)
     throw Error("the request needs " + std::to_string(r->reserved_bytes) + " bytes of KV cache (" +
                 std::to_string(r->capacity) + " positions), more than the engine's whole budget of " +
@@ -79,6 +88,9 @@ Engine::RequestId Engine::Impl::add(GenerationRequest req) {
   r->sampler.emplace(generate::SamplingParams{gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.min_p,
                                               gc.repetition_penalty, gc.presence_penalty, gc.frequency_penalty},
                      gc.seed);
+  if (model_drafts) r->draft_sampler.emplace(generate::SamplingParams{gc.do_sample, gc.temperature, gc.top_k, gc.top_p, gc.min_p,
+                                                                      gc.repetition_penalty, gc.presence_penalty, gc.frequency_penalty},
+                                             gc.seed ^ kDraftSeedMix);
   r->stops = pipe.stop_ids(gc);
   if (gc.grammar) {
     auto vocab = pipe.vocabulary();
@@ -231,6 +243,7 @@ void Engine::Impl::admit() {
 // prefill chunk (the oldest request still reading its prompt) within the token budget.
 void Engine::Impl::schedule() {
   scheduled.clear();
+  drafting.clear();
   int64_t budget = options.max_step_tokens;
   Request* prefill = nullptr;
   for (const auto& rp : running) {
@@ -245,13 +258,20 @@ void Engine::Impl::schedule() {
       r.row_begin = r.cache->length();
       r.row_count = 1;
       if (r.config.draft_tokens > 0 && !r.constraint) {  // drafts would bypass the grammar's mask
-        // Room: the budget, the reserved positions, the tokens still allowed, and no LongRoPE
-        // table change inside the rows (plain decoding would switch tables between them).
+        // Room: the budget (prompt lookup only: a draft model's drafts depend on the request
+        // alone), the reserved positions, the tokens still allowed, and no LongRoPE table change
+        // inside the rows (plain decoding would switch tables between them).
         const int64_t n = static_cast<int64_t>(r.tokens.size());
-        int64_t limit = std::min<int64_t>({r.config.draft_tokens, budget - 1, r.capacity - n,
+        int64_t limit = std::min<int64_t>({r.config.draft_tokens, r.capacity - n,
                                            r.config.max_new_tokens - static_cast<int64_t>(r.result.output_ids.size()) - 1});
+        if (!r.draft_sampler) limit = std::min(limit, budget - 1);
         while (limit > 0 && backend->model().table_for_length(n + limit) != table) --limit;
-        if (limit > 0) propose_draft(r, limit);
+        if (r.draft_sampler) {
+          plan_model_draft(r, limit);
+          r.row_count = 1 + r.draft_plan;  // the rows are filled in by draft_with_model below
+        } else if (limit > 0) {
+          propose_draft(r, limit);
+        }
         if (!r.draft.empty()) {
           r.rows.assign(1, r.tokens.back());
           r.rows.insert(r.rows.end(), r.draft.begin(), r.draft.end());
@@ -270,6 +290,7 @@ void Engine::Impl::schedule() {
     r.row_count = std::min({r.pending(), options.prefill_chunk, std::max<int64_t>(budget, 1)});
     scheduled.push_back(&r);
   }
+  if (!drafting.empty()) draft_with_model();
   for (Request* r : scheduled) {
     const int64_t need = r->cache->length() + r->row_count, have = r->cache->capacity();
     if (need > have) r->cache->reserve(kv_positions_to_reserve(need, have, r->capacity));
@@ -300,6 +321,95 @@ void Engine::Impl::propose_draft(Request& r, int64_t limit) const {
       return;
     }
   }
+}
+
+void Engine::Impl::plan_model_draft(Request& r, int64_t limit) {
+  r.draft_plan = 0;
+  const int64_t n = static_cast<int64_t>(r.tokens.size());
+  // The draft model's own context bounds its positions (the last draft token is never run).
+  limit = std::min(limit, draft_backend->model().config().max_position_embeddings - n + 1);
+  if (limit <= 0) return;
+  const model::RopeTable table = draft_backend->model().table_for_length(n + limit);
+  if (!r.draft_cache) r.draft_cache = draft_backend->new_cache();
+  if (r.draft_cache->length() > 0 && r.draft_cache->table() != table) r.draft_cache->truncate(0);
+  r.draft_table = table;
+  // A draft needs the draft model's logits after the sequence's last token: until its cache has
+  // caught up (a new prompt, a long conversation), it only reads the sequence, a chunk per step.
+  if (n - r.draft_cache->length() <= kDraftCatchUpRows) r.draft_plan = limit;
+  drafting.push_back(&r);
+}
+
+void Engine::Impl::draft_with_model() {
+  // Pass 0: each request's tokens the draft model has not read (with the logits of the last one
+  // when it drafts this step); pass j: draft token j, for the next one.
+  for (Request* r : drafting) {
+    const int64_t from = r->draft_cache->length();
+    const int64_t count = std::min<int64_t>(static_cast<int64_t>(r->tokens.size()) - from, kDraftCatchUpRows);
+    r->draft_input.assign(r->tokens.begin() + from, r->tokens.begin() + from + count);
+    r->draft_logit_rows.clear();
+    if (r->draft_plan > 0) r->draft_logit_rows.push_back(count - 1);
+    r->draft.clear();
+    r->draft_dists.clear();
+    r->draft_history = r->tokens;
+  }
+  std::vector<Request*> group = drafting;
+  while (!group.empty()) {
+    run_draft_pass(group);
+    std::erase_if(group, [](Request* r) { return static_cast<int64_t>(r->draft.size()) >= r->draft_plan; });
+    for (Request* r : group) {
+      r->draft_input.assign(1, r->draft.back());
+      r->draft_logit_rows.assign(1, 0);
+    }
+  }
+  for (Request* r : drafting) {
+    r->rows.assign(1, r->tokens.back());
+    r->rows.insert(r->rows.end(), r->draft.begin(), r->draft.end());
+    r->row_count = static_cast<int64_t>(r->rows.size());
+  }
+}
+
+void Engine::Impl::run_draft_pass(std::span<Request* const> group) {
+  entries.clear();
+  for (Request* r : group) {
+    backend::SequenceCache& cache = *r->draft_cache;
+    const int64_t need = cache.length() + static_cast<int64_t>(r->draft_input.size()), have = cache.capacity();
+    if (need > have) cache.reserve(kv_positions_to_reserve(need, have, r->capacity));
+    entries.push_back({&cache, r->draft_table, r->draft_input, r->draft_logit_rows});
+  }
+  try {
+    std::span<const float> logits = draft_backend->forward(entries);
+    const size_t vocab = static_cast<size_t>(draft_backend->model().config().vocab_size);
+    size_t at = 0;
+    for (Request* r : group) {
+      if (r->draft_logit_rows.empty()) continue;
+      const auto row = logits.subspan(at, vocab);
+      at += vocab;
+      try {
+        const size_t prompt_length = static_cast<size_t>(r->prompt_length);
+        const int32_t id = r->config.do_sample
+                               ? r->draft_sampler->next_keeping_distribution(row, r->draft_history, prompt_length,
+                                                                             r->draft_dists.emplace_back())
+                               : r->draft_sampler->next(row, r->draft_history, prompt_length);
+        r->draft.push_back(id);
+        r->draft_history.push_back(id);
+      } catch (const Error&) {
+        // The draft model is only a guess: this request decodes without one this step.
+        r->draft_plan = 0;
+      }
+    }
+  } catch (const Error&) {
+    if (group.size() > 1) {
+      // A failed call changes no cache: alone, only the request at fault goes without a draft.
+      for (Request* r : group) run_draft_pass(std::span<Request* const>(&r, 1));
+      return;
+    }
+    group.front()->draft_plan = 0;
+  }
+  for (Request* r : group)
+    if (r->draft_plan == 0) {
+      r->draft.clear();
+      r->draft_dists.clear();
+    }
 }
 
 void Engine::Impl::run_batch() {
@@ -385,6 +495,8 @@ void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
       return;
     }
     accept_token(r, id, logits);
+    // A draft pass that failed midway may have left draft tokens in the draft model's cache.
+    if (r.draft_cache) r.draft_cache->truncate(std::min<int64_t>(r.draft_cache->length(), static_cast<int64_t>(r.tokens.size()) - 1));
     return;
   }
   // Row i holds the logits after draft token i (row 0: after the last real token). Each agreed
@@ -394,7 +506,8 @@ void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
   for (size_t i = 0; i < r.rows.size() && !r.finished; ++i) {
     const auto row = logits.subspan(i * vocab, vocab);
     const bool has_draft = i < r.draft.size();
-    const int32_t id = has_draft ? r.sampler->next_with_draft(row, r.tokens, prompt_length, r.draft[i])
+    const generate::Sampler::Distribution* q = i < r.draft_dists.size() ? &r.draft_dists[i] : nullptr;
+    const int32_t id = has_draft ? r.sampler->next_with_draft(row, r.tokens, prompt_length, r.draft[i], q)
                                  : r.sampler->next(row, r.tokens, prompt_length);
     accept_token(r, id, row);
     if (!has_draft || id != r.draft[i]) break;
@@ -405,6 +518,7 @@ void Engine::Impl::accept_logits(Request& r, std::span<const float> logits) {
   drafted += r.draft.size();
   // Keep the keys and values of the tokens that stand: the last token and the agreed drafts.
   r.cache->truncate(std::min<int64_t>(r.cache->length(), static_cast<int64_t>(r.tokens.size()) - 1));
+  if (r.draft_cache) r.draft_cache->truncate(std::min<int64_t>(r.draft_cache->length(), static_cast<int64_t>(r.tokens.size()) - 1));
 }
 
 void Engine::Impl::accept_token(Request& r, int32_t id, std::span<const float> logits) {
@@ -463,6 +577,7 @@ void Engine::Impl::finish(Request& r) {
     keep_prefix(std::move(computed), std::move(r.cache));
   }
   r.cache.reset();  // frees the KV memory (unless the prefix cache took it)
+  r.draft_cache.reset();
   if (r.on_finish) {
     {
       std::lock_guard<std::mutex> lock(mu);

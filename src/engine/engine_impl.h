@@ -50,7 +50,17 @@ struct Engine::Impl {
     int64_t row_begin = 0, row_count = 0;
     model::RopeTable table = model::RopeTable::Short;
     std::vector<int64_t> logit_rows;               // rows whose logits are wanted (the last, or all when drafting)
-    std::vector<int32_t> draft, rows;              // speculative decoding (prompt lookup)
+    std::vector<int32_t> draft, rows;              // speculative decoding: this step's draft, and rows to check
+    // Drafting with the pipeline's draft model: its KV cache of this sequence, its own sampler (its
+    // own random stream), the distribution each draft token was drawn from (when sampling), the
+    // tokens drafted this step, and the scratch of its forward passes.
+    std::unique_ptr<backend::SequenceCache> draft_cache;
+    std::optional<generate::Sampler> draft_sampler;
+    std::vector<generate::Sampler::Distribution> draft_dists;
+    int64_t draft_plan = 0;
+    model::RopeTable draft_table = model::RopeTable::Short;
+    std::vector<int32_t> draft_input, draft_history;
+    std::vector<int64_t> draft_logit_rows;
 
     // Tokens still to run before the next sample: 1 when decoding, more while reading the prompt
     // (or recomputing it after a LongRoPE crossing).
@@ -75,6 +85,7 @@ struct Engine::Impl {
   const Pipeline::Impl& pipe;
   std::unique_ptr<backend::Backend> owned_backend;  // when the engine made its own
   backend::Backend* backend;
+  std::unique_ptr<backend::Backend> draft_backend;  // the pipeline's draft model, on backend's threads; or null
   EngineOptions options;
   int64_t context = 0;
 
@@ -96,6 +107,7 @@ struct Engine::Impl {
   std::vector<std::unique_ptr<Request>> running;
   std::vector<backend::BatchEntry> entries;
   std::vector<Request*> scheduled;
+  std::vector<Request*> drafting;  // this step's requests using the draft model
   // Finished requests' caches, for prefix reuse (engine thread).
   struct CachedPrefix {
     std::vector<int32_t> tokens;  // the tokens whose keys/values `cache` holds
@@ -120,6 +132,13 @@ struct Engine::Impl {
   void accept_token(Request& r, int32_t id, std::span<const float> logits);
   // Up to `limit` tokens that followed the latest earlier occurrence of the sequence's last tokens.
   void propose_draft(Request& r, int64_t limit) const;
+  // Draft model: plans `r`'s draft of up to `limit` tokens (none while its cache still catches up
+  // with the sequence); depends on the request alone, so sampled output is batch-invariant.
+  void plan_model_draft(Request& r, int64_t limit);
+  // Runs the draft model over every planned request, batched: catch-up rows, then one row per
+  // draft token; fills their `draft` (and `draft_dists`).
+  void draft_with_model();
+  void run_draft_pass(std::span<Request* const> group);
   // Delivers released text to the request's callbacks; false when one of them asked to stop.
   void deliver(Request& r, int32_t id, const std::string& text, const TokenLogprobs* lp);
   void finish(Request& r);

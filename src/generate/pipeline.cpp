@@ -41,6 +41,87 @@ Pipeline::~Pipeline() = default;
 Pipeline::Pipeline(Pipeline&&) noexcept = default;
 Pipeline& Pipeline::operator=(Pipeline&&) noexcept = default;
 
+namespace {
+
+// One checkpoint's model, tokenizer and generation defaults, as Pipeline::load reads them.
+struct LoadedCheckpoint {
+  std::filesystem::path dir;  // what was actually loaded (a converted model file, when converting)
+  std::shared_ptr<const model::Phi3Model> model;
+  std::optional<Tokenizer> tokenizer;
+  GenerationDefaults defaults;
+};
+
+LoadedCheckpoint load_checkpoint(const std::filesystem::path& model_path, const PipelineOptions& options,
+                                 bool convert_folders_only) {
+  LoadedCheckpoint c;
+  c.dir = model_path;
+  if (options.convert) {
+    const bool native = format::is_native_file(model_path);
+    if (native && !convert_folders_only)
+      throw Error(model_path.string() + " is already a phinfer model file; only Hugging Face folders are converted");
+    if (!native) c.dir = cached_conversion(model_path, *options.convert, options.cache_dir);
+  }
+  c.model = model::Phi3Model::load(c.dir, model::SlidingWindow::parse(options.sliding_window));
+  if (format::is_native_file(c.dir)) {
+    // Everything travels inside the model file.
+    const auto& meta = c.model->native_metadata();
+    const std::string src = c.dir.string();
+    if (meta.contains("tokenizer") && meta["tokenizer"].is_object() && meta["tokenizer"].contains("tokenizer.json")) {
+      const auto& t = meta["tokenizer"];
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
+        if (t.contains(name) && !t[name].is_string())
+          throw Error(src + ": metadata field tokenizer." + name + " must hold the file's text as a string, found " +
+                      t[name].type_name());
+      c.tokenizer = Tokenizer::from_json_text(t["tokenizer.json"].get<std::string>(),
+                                               t.contains("tokenizer_config.json") ? t["tokenizer_config.json"].get<std::string>() : "",
+                                               src);
+    }
+    if (meta.contains("generation_config") && !meta["generation_config"].is_null())
+      c.defaults = GenerationDefaults::from_json(meta["generation_config"], src + " (generation_config)");
+  } else if (const format::GgufFile* gguf = c.model->loaded().gguf()) {
+    // The tokenizer and the special token ids travel in the GGUF metadata.
+    if (gguf->find("tokenizer.ggml.model")) {
+      const tok::TokenizerFiles files = tok::tokenizer_files_from_gguf(*gguf);
+      c.tokenizer = Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, gguf->source());
+    }
+    c.defaults = model::generation_defaults_from_gguf(*gguf);
+  } else {
+    if (std::filesystem::exists(model_path / "tokenizer.json")) c.tokenizer = Tokenizer::from_dir(model_path);
+    c.defaults = GenerationDefaults::from_file(model_path / "generation_config.json");
+  }
+  return c;
+}
+
+// A draft model's tokens must mean what the target's mean: the acceptance rule compares the two
+// models' probabilities id by id. Compares the vocabulary sizes, the special ids and, when both
+// have tokenizers, every token's string (a few milliseconds for 200,000 tokens).
+void check_same_vocabulary(const LoadedCheckpoint& target, const LoadedCheckpoint& draft) {
+  auto fail = [&](const std::string& why) {
+    throw Error("the draft model " + draft.dir.string() + " does not share the vocabulary of " + target.dir.string() +
+                ": " + why);
+  };
+  const ModelConfig &t = target.model->config(), &d = draft.model->config();
+  if (t.vocab_size != d.vocab_size)
+    fail("vocab_size " + std::to_string(d.vocab_size) + " vs " + std::to_string(t.vocab_size));
+  if (target.tokenizer.has_value() != draft.tokenizer.has_value())
+    fail(std::string("only the ") + (target.tokenizer ? "target" : "draft") + " model has a tokenizer, so they cannot be compared");
+  if (!target.tokenizer) {
+    if (t.bos_token_id != d.bos_token_id || t.eos_token_ids != d.eos_token_ids) fail("different bos / eos token ids");
+    return;
+  }
+  const Tokenizer &tt = *target.tokenizer, &dt = *draft.tokenizer;
+  if (tt.bos_id() != dt.bos_id() || tt.eos_id() != dt.eos_id()) fail("the tokenizers' bos / eos tokens differ");
+  // Ids only one tokenizer names are the embedding's padding rows (a GGUF file names Phi-3's
+  // 32011..32063 [PAD...], its Hugging Face tokenizer does not): no text produces them.
+  const int32_t common = std::min(tt.vocab_size(), dt.vocab_size());
+  if (std::max(tt.vocab_size(), dt.vocab_size()) > t.vocab_size) fail("a tokenizer has more tokens than the model's vocab_size");
+  for (int32_t id = 0; id < common; ++id)
+    if (tt.id_to_token(id) != dt.id_to_token(id) || tt.is_special(id) != dt.is_special(id))
+      fail("token " + std::to_string(id) + " is '" + dt.id_to_token(id) + "' vs '" + tt.id_to_token(id) + "'");
+}
+
+}  // namespace
+
 Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineOptions& options) {
   if (options.threads < 0 || options.threads > 1024)
     throw Error("threads: expected 0 (auto) to 1024, found " + std::to_string(options.threads));
@@ -48,40 +129,17 @@ Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineO
   backend::check_device(options.device);  // before any work
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->dir = model_path;
-  if (options.convert) {
-    if (format::is_native_file(model_path))
-      throw Error(model_path.string() + " is already a phinfer model file; only Hugging Face folders are converted");
-    impl->dir = cached_conversion(model_path, *options.convert, options.cache_dir);
+  LoadedCheckpoint target = load_checkpoint(model_path, options, /*convert_folders_only=*/false);
+  if (!options.draft_model.empty()) {
+    LoadedCheckpoint draft = load_checkpoint(options.draft_model, options, /*convert_folders_only=*/true);
+    check_same_vocabulary(target, draft);
+    impl->draft_model = std::move(draft.model);
+    impl->draft_dir = std::move(draft.dir);
   }
-  impl->model = model::Phi3Model::load(impl->dir, model::SlidingWindow::parse(options.sliding_window));
-  if (format::is_native_file(impl->dir)) {
-    // Everything travels inside the model file.
-    const auto& meta = impl->model->native_metadata();
-    const std::string src = impl->dir.string();
-    if (meta.contains("tokenizer") && meta["tokenizer"].is_object() && meta["tokenizer"].contains("tokenizer.json")) {
-      const auto& t = meta["tokenizer"];
-      for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
-        if (t.contains(name) && !t[name].is_string())
-          throw Error(src + ": metadata field tokenizer." + name + " must hold the file's text as a string, found " +
-                      t[name].type_name());
-      impl->tokenizer = Tokenizer::from_json_text(t["tokenizer.json"].get<std::string>(),
-                                                  t.contains("tokenizer_config.json") ? t["tokenizer_config.json"].get<std::string>() : "",
-                                                  src);
-    }
-    if (meta.contains("generation_config") && !meta["generation_config"].is_null())
-      impl->defaults = GenerationDefaults::from_json(meta["generation_config"], src + " (generation_config)");
-  } else if (const format::GgufFile* gguf = impl->model->loaded().gguf()) {
-    // The tokenizer and the special token ids travel in the GGUF metadata.
-    if (gguf->find("tokenizer.ggml.model")) {
-      const tok::TokenizerFiles files = tok::tokenizer_files_from_gguf(*gguf);
-      impl->tokenizer = Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, gguf->source());
-    }
-    impl->defaults = model::generation_defaults_from_gguf(*gguf);
-  } else {
-    if (std::filesystem::exists(model_path / "tokenizer.json")) impl->tokenizer = Tokenizer::from_dir(model_path);
-    impl->defaults = GenerationDefaults::from_file(model_path / "generation_config.json");
-  }
+  impl->dir = std::move(target.dir);
+  impl->model = std::move(target.model);
+  impl->tokenizer = std::move(target.tokenizer);
+  impl->defaults = std::move(target.defaults);
   if (impl->tokenizer) {
     std::string tmpl = impl->tokenizer->chat_template();
     if (!tmpl.empty()) impl->chat_template.emplace(tmpl);

@@ -22,6 +22,9 @@ struct Pipeline::Impl {
   std::optional<Tokenizer> tokenizer;
   std::optional<ChatTemplate> chat_template;
   GenerationDefaults defaults;
+  // Speculative decoding's draft model (PipelineOptions::draft_model), or null.
+  std::shared_ptr<const model::Phi3Model> draft_model;
+  std::filesystem::path draft_dir;  // the file or folder loaded for it
   // The pipeline's own backend and engine, for generate, logits and Generators; `compute`
   // serializes them (an Engine made by a user has its own backend and needs no lock).
   std::mutex compute;

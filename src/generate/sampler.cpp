@@ -147,21 +147,46 @@ int32_t Sampler::next(std::span<const float> logits, std::span<const int32_t> hi
   return draw();
 }
 
+int32_t Sampler::next_keeping_distribution(std::span<const float> logits, std::span<const int32_t> history,
+                                           size_t prompt_length, Distribution& out) {
+  distribution(penalize(logits, history, prompt_length));
+  out.ids.resize(probs_.size());
+  for (size_t i = 0; i < probs_.size(); ++i) out.ids[i] = candidates_[i].second;
+  out.probs = probs_;
+  return draw();
+}
+
 int32_t Sampler::next_with_draft(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
-                                 int32_t draft) {
+                                 int32_t draft, const Distribution* q) {
   logits = penalize(logits, history, prompt_length);
   if (!params_.do_sample) return argmax(logits);
   distribution(logits);
   size_t at = 0;
   while (at < probs_.size() && candidates_[at].second != draft) ++at;
   if (at < probs_.size()) {
-    const double p = probs_[at];
-    if (uniform() < p) return draft;  // p == 1 (the only token left) always accepts
-    // Rejected: the residual max(0, p - q) with q the draft's point mass is p without the draft.
-    probs_.erase(probs_.begin() + static_cast<std::ptrdiff_t>(at));
-    candidates_.erase(candidates_.begin() + static_cast<std::ptrdiff_t>(at));
-    for (auto& x : probs_) x /= 1.0 - p;
+    double q_draft = 1.0;
+    if (q) {
+      const auto it = std::find(q->ids.begin(), q->ids.end(), draft);
+      q_draft = it == q->ids.end() ? 0.0 : q->probs[static_cast<size_t>(it - q->ids.begin())];
+    }
+    // u < p / q accepts with probability min(1, p / q) (q(draft) = 0, a draft q could not produce: always).
+    if (uniform() * q_draft < probs_[at]) return draft;
   }
+  // Rejected (always when p(draft) = 0): draw from max(0, p - q), renormalized.
+  if (!q) {
+    if (at < probs_.size()) probs_[at] = 0;
+  } else {
+    q_by_id_.resize(std::max(q_by_id_.size(), logits.size()), 0.0);
+    for (size_t i = 0; i < q->ids.size(); ++i) q_by_id_[static_cast<size_t>(q->ids[i])] = q->probs[i];
+    for (size_t i = 0; i < probs_.size(); ++i)
+      probs_[i] = std::max(0.0, probs_[i] - q_by_id_[static_cast<size_t>(candidates_[i].second)]);
+    for (int32_t id : q->ids) q_by_id_[static_cast<size_t>(id)] = 0.0;
+  }
+  double sum = 0;
+  for (double x : probs_) sum += x;
+  // Nothing left: p <= q everywhere, i.e. p = q up to rounding, where a rejection has probability ~0.
+  if (!(sum > 0)) return at < probs_.size() ? draft : candidates_.front().second;
+  for (auto& x : probs_) x /= sum;
   return draw();
 }
 

@@ -30,12 +30,23 @@ class Sampler {
   // (a grammar's mask; at least one must be set).
   int32_t next(std::span<const float> logits, std::span<const int32_t> history = {}, size_t prompt_length = 0,
                std::span<const uint64_t> allowed = {});
-  // Speculative decoding's acceptance rule for a deterministic draft token (prompt lookup): returns
-  // `draft` with probability p(draft) under this sampler's distribution p (for greedy: when it is
-  // the argmax), else a token drawn from p with the draft taken out and the rest renormalized. The
-  // token returned therefore follows p exactly; whether the draft was accepted is `result == draft`.
+  // The distribution next() samples from (penalties, temperature, top_k, top_p, min_p applied):
+  // ids, most likely first, and their probabilities.
+  struct Distribution {
+    std::vector<int32_t> ids;
+    std::vector<double> probs;
+  };
+  // Sampling only: next(), also handing back the distribution the token was drawn from (a draft
+  // model's q, for the target's acceptance rule).
+  int32_t next_keeping_distribution(std::span<const float> logits, std::span<const int32_t> history,
+                                    size_t prompt_length, Distribution& out);
+  // Speculative decoding's acceptance rule: `draft` was drawn from `q` (null: a deterministic draft,
+  // q its point mass, as prompt lookup proposes). Returns `draft` with probability
+  // min(1, p(draft) / q(draft)) under this sampler's distribution p (for greedy: when it is the
+  // argmax), else a token drawn from normalize(max(0, p - q)). The token returned therefore
+  // follows p exactly; whether the draft was accepted is `result == draft`.
   int32_t next_with_draft(std::span<const float> logits, std::span<const int32_t> history, size_t prompt_length,
-                          int32_t draft);
+                          int32_t draft, const Distribution* q = nullptr);
 
   static int32_t argmax(std::span<const float> logits);  // lowest id on ties
 
@@ -55,6 +66,7 @@ class Sampler {
   std::vector<float> penalized_;
   std::vector<float> masked_;
   std::vector<int32_t> generated_;
+  std::vector<double> q_by_id_;  // next_with_draft: q indexed by id (zero outside q's ids)
 };
 
 }  // namespace phinfer::generate

@@ -604,14 +604,19 @@ void Server::handle_generation(const httplib::Request& req, httplib::Response& r
 
 std::string Server::metrics_text() const {
   std::string out = metrics_.render();
-  auto gauge = [&](const char* name, const char* help, auto value) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n";
+  auto series = [&](const char* type, const char* name, const char* help, auto value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
     for (const auto& s : slots_) out += std::string(name) + "{model=\"" + s->id + "\"} " + std::to_string(value(*s)) + "\n";
   };
+  auto gauge = [&](const char* name, const char* help, auto value) { series("gauge", name, help, value); };
   gauge("phinfer_queue_length", "Requests waiting for a slot", [](const ModelSlot& s) { return s.engine->stats().waiting; });
   gauge("phinfer_running_requests", "Requests in the running batch", [](const ModelSlot& s) { return s.engine->stats().running; });
   gauge("phinfer_kv_cache_bytes", "KV cache memory reserved by running requests",
         [](const ModelSlot& s) { return s.engine->stats().kv_cache_bytes; });
+  series("counter", "phinfer_draft_tokens_total", "Speculative decoding: draft tokens checked",
+         [](const ModelSlot& s) { return s.engine->stats().draft_tokens; });
+  series("counter", "phinfer_accepted_draft_tokens_total", "Speculative decoding: draft tokens accepted",
+         [](const ModelSlot& s) { return s.engine->stats().accepted_draft_tokens; });
   return out;
 }
 

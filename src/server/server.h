@@ -33,7 +33,7 @@ struct ServerOptions {
   size_t max_queued = 256;          // requests in flight per server; more get 503
   int timeout_s = 60;               // socket read/write timeout
   int drain_s = 10;                 // SIGTERM: how long in-flight requests may finish
-  int draft_tokens = 0;             // speculative decoding (prompt lookup) for every request; 0: off
+  int draft_tokens = 0;             // speculative decoding for every request (the draft model, else prompt lookup); 0: off
   ApiLimits limits;
 };
 

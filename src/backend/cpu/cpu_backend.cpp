@@ -31,8 +31,12 @@ class CpuCache final : public SequenceCache {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(std::shared_ptr<const model::Phi3Model> model, const BackendOptions& o)
-      : model_(std::move(model)), options_(o), pool_(o.threads), acts_(model_->config(), 16, 1) {}
+  CpuBackend(std::shared_ptr<const model::Phi3Model> model, const BackendOptions& o,
+             std::shared_ptr<kernels::ThreadPool> pool = nullptr)
+      : model_(std::move(model)),
+        options_(o),
+        pool_(pool ? std::move(pool) : std::make_shared<kernels::ThreadPool>(o.threads)),
+        acts_(model_->config(), 16, 1) {}
 
   std::string device() const override { return "cpu"; }
   const model::Phi3Model& model() const override { return *model_; }
@@ -50,14 +54,18 @@ class CpuBackend final : public Backend {
       if (!cache) throw Error("internal: a KV cache of another backend was given to the cpu backend");
       batch_.add(cache->kv, e.table, e.tokens, e.logit_rows);
     }
-    model_->forward(batch_, acts_, pool_);
+    model_->forward(batch_, acts_, *pool_);
     return {acts_.logits.data(), batch_.logit_rows.size() * static_cast<size_t>(model_->config().vocab_size)};
+  }
+
+  std::unique_ptr<Backend> companion(std::shared_ptr<const model::Phi3Model> model) override {
+    return std::make_unique<CpuBackend>(std::move(model), options_, pool_);
   }
 
  private:
   std::shared_ptr<const model::Phi3Model> model_;
   BackendOptions options_;
-  kernels::ThreadPool pool_;
+  std::shared_ptr<kernels::ThreadPool> pool_;  // shared with companions
   model::Activations acts_;
   model::ForwardBatch batch_;
 };
