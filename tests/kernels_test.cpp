@@ -284,7 +284,8 @@ TEST(KernelsMatmul, QuantizedZeroAndOutlierActivations) {
   ThreadPool pool(1);
   const int64_t rows = 33, cols = 300;
   const auto w = gaussian(static_cast<size_t>(rows * cols), 9, 0.05f);
-  std::vector<float> x(static_cast<size_t>(3 * cols), 0.0f);   // token 0 all zero
+  std::vector<float> x(static_cast<size_t>(3 * cols), 0.0f);   // token 0 all zero but subnormal values
+  for (int64_t c = 0; c < cols; c += 3) x[static_cast<size_t>(c)] = c % 2 ? 1e-39f : -3e-45f;  // (127 / amax overflows)
   for (int64_t c = 0; c < cols; ++c) x[static_cast<size_t>(cols + c)] = c == 7 ? 1e4f : 1e-3f;  // one huge outlier
   for (int64_t c = 0; c < cols; ++c) x[static_cast<size_t>(2 * cols + c)] = -1.0f;
   for (const QCase& qc : kQCases) {

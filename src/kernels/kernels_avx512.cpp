@@ -50,7 +50,7 @@ void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, 
     for (int64_t c = 0; c < len; c += 16)
       vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(len - c), xb + c)));
     const float amax = _mm512_reduce_max_ps(vmax);
-    if (amax > 0.0f) {
+    if (amax >= kMinBlockAmax) {
       const __m512 inv = _mm512_set1_ps(127.0f / amax);
       __m512i vs = _mm512_setzero_si512();
       for (int64_t c = 0; c < len; c += 16) {

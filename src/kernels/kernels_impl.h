@@ -28,6 +28,11 @@ namespace phinfer::kernels::detail {
 
 inline constexpr int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// An activation block whose largest magnitude is below this quantizes to zeros: 127 / amax must be
+// finite (a subnormal amax made it infinity, and 0 * infinity a NaN with no int32 conversion), and
+// such a block contributes nothing a float result could hold anyway.
+inline constexpr float kMinBlockAmax = 1e-30f;
+
 // Quantized activations for one matmul call. Tokens are grouped in panels of `panel` tokens
 // (the last may be short); a panel with np tokens holds, at fixed offsets:
 //   q:    int8 [padded_cols / 4][np][4]  (4 consecutive columns of each token side by side, so

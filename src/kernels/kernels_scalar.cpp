@@ -33,7 +33,7 @@ void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, 
     float amax = 0.0f;
     for (int64_t c = 0; c < len; ++c) amax = std::max(amax, std::fabs(xb[c]));
     int32_t s = 0;
-    if (amax > 0.0f) {
+    if (amax >= kMinBlockAmax) {
       const float inv = 127.0f / amax;
       for (int64_t c = 0; c < len; ++c) {
         const int32_t v = std::clamp(round_even(xb[c] * inv), -127, 127);

@@ -57,7 +57,7 @@ void quantize_token(const float* x, const QuantLayout& L, int8_t* q, float* dx, 
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
     const float amax = _mm_cvtss_f32(m4);
-    if (amax > 0.0f) {
+    if (amax >= kMinBlockAmax) {
       const __m256 inv = _mm256_set1_ps(127.0f / amax);
       __m256i vs = _mm256_setzero_si256();
       for (int64_t c = 0; c < len; c += 8) {

@@ -22,7 +22,31 @@ const std::vector<std::string> kWords = {
     "temperature", "top_p",      "seed",        "stop",        "n",            "presence_penalty", "frequency_penalty",
     "logprobs",    "top_logprobs", "stream",    "stream_options", "include_usage", "prompt",     "echo",
     "input",       "instructions", "max_output_tokens", "user", "metadata",    "tools",         "response_format",
-    "<|end|>",     "<|user|>",   "{{ x }}",     ""};
+    "tool_choice", "parallel_tool_calls", "tool_calls", "tool_call_id", "function", "arguments", "parameters",
+    "required",    "auto",       "none",        "properties",  "<|tool_call|>", "<|end|>",     "<|user|>",   "{{ x }}",     ""};
+
+// OpenAI tools, a tool_choice, and a conversation that already called one.
+void add_tools(json& b, Rng& rng) {
+  json tools = json::array();
+  for (size_t n = 1 + pick(rng, 3); n > 0; --n) {
+    json params = {{"type", "object"},
+                   {"properties", {{"a", {{"type", "integer"}, {"maximum", 9}}}, {"s", {{"type", "string"}, {"maxLength", 4}}}}},
+                   {"required", json::array({"a"})}};
+    tools.push_back({{"type", "function"},
+                     {"function", {{"name", "f" + std::to_string(n)}, {"description", "does f"}, {"parameters", params}}}});
+  }
+  b["tools"] = tools;
+  static const char* const kChoices[] = {"auto", "none", "required"};
+  if (one_in(rng, 2)) b["tool_choice"] = kChoices[pick(rng, 3)];
+  else if (one_in(rng, 2)) b["tool_choice"] = {{"type", "function"}, {"function", {{"name", "f1"}}}};
+  if (one_in(rng, 3)) b["parallel_tool_calls"] = one_in(rng, 2);
+  if (one_in(rng, 2)) {
+    b["messages"].push_back({{"role", "assistant"}, {"content", nullptr},
+                             {"tool_calls", json::array({{{"id", "call_1"}, {"type", "function"},
+                                                          {"function", {{"name", "f1"}, {"arguments", "{\"a\": 1}"}}}}})}});
+    b["messages"].push_back({{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "3"}});
+  }
+}
 
 json random_messages(Rng& rng) {
   static const char* const kRoles[] = {"system", "user", "assistant", "developer", "user", "user"};
@@ -44,7 +68,10 @@ json random_messages(Rng& rng) {
 json valid_body(Rng& rng, server::Endpoint endpoint) {
   json b = {{"model", "m"}};
   switch (endpoint) {
-    case server::Endpoint::Chat: b["messages"] = random_messages(rng); break;
+    case server::Endpoint::Chat:
+      b["messages"] = random_messages(rng);
+      if (one_in(rng, 3)) add_tools(b, rng);
+      break;
     case server::Endpoint::Completions:
       b["prompt"] = one_in(rng, 2) ? json("Once upon a time") : json::array({"a", "b c"});
       if (one_in(rng, 3)) b["echo"] = true;
@@ -136,6 +163,19 @@ class OpenAiRequestHarness : public Harness {
     if (endpoint == "completions") require(!r.prompts.empty(), "a completion without a prompt accepted");
     else require(!r.messages.empty(), "a chat without messages accepted");
     if (!r.messages.empty()) (void)template_->render(r.messages, true, "<s>", "<|endoftext|>");
+    if (r.tools) {
+      require(r.tools->size() > 0 && !r.tools->prompt_json().empty(), "accepted tools with an empty list");
+      // Calls read back from the text that writes them are the same calls.
+      std::vector<ToolCall> calls;
+      for (const auto& m : r.messages)
+        if (m.extra.contains("tool_calls"))
+          for (const auto& c : m.extra["tool_calls"])
+            if (r.tools->offers(c["function"]["name"].get<std::string>()))
+              calls.push_back({c["function"]["name"].get<std::string>(), c["function"]["arguments"].get<std::string>()});
+      const ToolCallOutput out = r.tools->parse_output(ToolSet::calls_text(calls));
+      for (size_t k = 0; k < out.calls.size() && k < calls.size(); ++k)
+        require(out.calls[k].name == calls[k].name, "a call read back under another name");
+    }
   }
 
  private:
