@@ -182,6 +182,7 @@ TEST(FormatSafetensors, ShapeOverflow) {
       {R"("F32")", "[4294967296, 4294967296]", "[0, 4]", 4, {"overflows"}},
       {R"("F32")", "[4611686018427387904]", "[0, 4]", 4, {"overflows"}},  // numel fits, numel * 4 bytes does not
       {R"("U8")", "[18446744073709551615]", "[0, 4]", 4, {"overflows"}},  // beyond int64
+      {R"("U8")", "[3, 4777610854357284176, 0]", "[0, 0]", 4, {"overflows"}},  // empty, but 3 * d overflows int64
   });
 }
 

@@ -104,7 +104,10 @@ std::map<std::string, TensorView> parse_safetensors(std::span<const std::byte> b
     for (const json& d : shape) {
       if (!d.is_number_unsigned()) throw Error(where + ": shape entries must be non-negative integers, found " + json_brief(d));
       uint64_t v = d.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || mul_overflows(numel, v, &numel))
+      // Every partial product must fit int64 too (numel() multiplies in that order): [3, 2^62, 0]
+      // holds no bytes but is no real tensor either.
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || mul_overflows(numel, v, &numel) ||
+          numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         throw Error(where + ": shape " + shape.dump() + " overflows");
       t.shape.push_back(static_cast<int64_t>(v));
     }
