@@ -1,8 +1,8 @@
 // Tools into the prompt, calls out of the text (see include/phinfer/tools.h).
 #include <algorithm>
-#include <cstdio>
 #include <set>
 
+#include "chat/jinja_value.h"
 #include "chat/json_nesting.h"
 #include "grammar/json_schema.h"
 #include "phinfer/error.h"
@@ -22,88 +22,12 @@ constexpr const char* kCallOpen = "<|tool_call|>";
 constexpr const char* kCallClose = "<|/tool_call|>";
 
 // Python's json.dumps with its defaults (", " and ": ", ensure_ascii), which is how Phi-4-mini's
-// model card writes the tools list; the chat goldens hold it byte for byte.
-void append_python_string(std::string& out, std::string_view s) {
-  out += '"';
-  auto escape16 = [&](unsigned v) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "\\u%04x", v);
-    out += buf;
-  };
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          if (c < 0x20) escape16(c);
-          else out += static_cast<char>(c);
-      }
-      ++i;
-      continue;
-    }
-    // A UTF-8 sequence: its code point as \uXXXX (a surrogate pair past U+FFFF); a broken one is U+FFFD.
-    const int len = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-    unsigned cp = len == 4 ? c & 0x07u : len == 3 ? c & 0x0Fu : c & 0x1Fu;
-    bool ok = len > 0 && i + static_cast<size_t>(len) <= s.size();
-    for (int k = 1; ok && k < len; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3Fu);
-    }
-    if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp < 0xE000))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
-      ok = false;
-    if (!ok) {
-      escape16(0xFFFD);
-      ++i;
-      continue;
-    }
-    if (cp >= 0x10000) {
-      cp -= 0x10000;
-      escape16(0xD800 + (cp >> 10));
-      escape16(0xDC00 + (cp & 0x3FF));
-    } else {
-      escape16(cp);
-    }
-    i += static_cast<size_t>(len);
-  }
-  out += '"';
-}
-
-// Callers check the nesting first (kMaxToolNesting), so this recursion is bounded.
-template <class Json>
-void append_python_json(std::string& out, const Json& j) {
-  if (j.is_object()) {
-    out += '{';
-    bool first = true;
-    for (const auto& [key, value] : j.items()) {
-      if (!first) out += ", ";
-      first = false;
-      append_python_string(out, key);
-      out += ": ";
-      append_python_json(out, value);
-    }
-    out += '}';
-  } else if (j.is_array()) {
-    out += '[';
-    for (size_t i = 0; i < j.size(); ++i) {
-      if (i) out += ", ";
-      append_python_json(out, j[i]);
-    }
-    out += ']';
-  } else if (j.is_string()) {
-    append_python_string(out, j.template get_ref<const std::string&>());
-  } else if (j.is_boolean()) {
-    out += j.template get<bool>() ? "true" : "false";
-  } else {
-    out += j.dump();  // null and numbers are written alike
-  }
+// model card writes the tools list; the chat goldens hold it byte for byte. Callers check the
+// nesting first (kMaxToolNesting, kMaxJsonNesting): dump_json recurses.
+std::string python_json(const ordered_json& j) {
+  jinja::JsonStyle style;
+  style.ensure_ascii = true;
+  return jinja::dump_json(j, style);
 }
 
 std::string python_type_name(const std::string& json_type) {
@@ -267,7 +191,7 @@ ToolSet ToolSet::from_openai(const json& tools) {
     set.names_.push_back(name->get<std::string>());
     set.parameters_.push_back(std::move(parameters));
   }
-  append_python_json(set.prompt_json_, list);
+  set.prompt_json_ = python_json(list);
   return set;
 }
 
@@ -368,9 +292,7 @@ std::string ToolSet::calls_text(const std::vector<ToolCall>& calls) {
     item["arguments"] = std::move(args);
     list.push_back(std::move(item));
   }
-  std::string out = kCallOpen;
-  append_python_json(out, list);
-  return out + kCallClose;
+  return kCallOpen + python_json(list) + kCallClose;
 }
 
 }  // namespace phinfer
