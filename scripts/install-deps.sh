@@ -11,6 +11,9 @@ packages=(cmake g++ make pkg-config nlohmann-json3-dev libcli11-dev libpcre2-dev
 packages+=(libjansson-dev)
 # chromium: the chat page's test runs it headless (puppeteer-core from npm drives it; no browser download).
 packages+=(chromium)
+# The Vulkan backend: headers and glslc to build it; the loader and Mesa's lavapipe (a Vulkan device on the
+# CPU) to test it here, where there is no GPU.
+packages+=(libvulkan-dev glslc libvulkan1 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -284,3 +284,44 @@ TEST(Cli, SpeculativeWithADraftModelGivesThePlainGreedyText) {
 
 }  // namespace
 }  // namespace phinfer
+
+#if PHINFER_HAVE_VULKAN
+namespace phinfer {
+namespace {
+
+// The commands on the GPU (lavapipe in CI): the same greedy output as on the CPU.
+TEST(CliGpu, GenerateChatBenchAndDevices) {
+  const auto dir = test::shared_path("models/phi3-tiny-mha");
+  const std::string gen = "generate -m " + q(dir) + " -p 'Hello there' --max-new-tokens 10 --json --device ";
+  auto g = run_cli(gen + "gpu"), c = run_cli(gen + "cpu");
+  ASSERT_EQ(g.status, 0) << g.err;
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(nlohmann::json::parse(g.out)["output_ids"], nlohmann::json::parse(c.out)["output_ids"]);
+
+  const std::string chat = "chat -m " + q(dir) + " --max-new-tokens 6 --device ";
+  auto gc = run_cli(chat + "gpu:0", "Hi\nHow are you?\n"), cc = run_cli(chat + "cpu", "Hi\nHow are you?\n");
+  ASSERT_EQ(gc.status, 0) << gc.err;
+  EXPECT_EQ(gc.out, cc.out);
+
+  auto d = run_cli("devices --json");
+  ASSERT_EQ(d.status, 0) << d.err;
+  const auto devices = nlohmann::json::parse(d.out)["devices"];
+  ASSERT_GE(devices.size(), 2u) << d.out;
+  EXPECT_EQ(devices[1]["id"], "gpu:0");
+
+  auto b = run_cli("bench -m " + q(dir) + " --device gpu -p 16 -n 4 -r 1 --json");
+  ASSERT_EQ(b.status, 0) << b.err;
+  const auto bench = nlohmann::json::parse(b.out);
+  EXPECT_EQ(bench["device"], "gpu:0");
+  EXPECT_GT(bench["read_bandwidth_gb_s"].get<double>(), 0.0);
+  EXPECT_GT(bench["decode_tokens_per_s"].get<double>(), 0.0);
+
+  auto bad = run_cli(gen + "gpu:7");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("gpu:7 does not exist"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("gpu:0"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace phinfer
+#endif

@@ -121,7 +121,7 @@ struct PipelineOptions {
   // result is cached under cache_dir, keyed by the source files and options; later loads reuse it).
   std::optional<ConvertOptions> convert;
   std::filesystem::path cache_dir;
-  std::string device = "cpu";           // cpu, or auto (the best available device)
+  std::string device = "cpu";           // cpu, gpu, gpu:N or auto (a GPU when present and the model fits)
   // Speculative decoding with a draft model (GenerationConfig::draft_tokens): a smaller model with
   // the same vocabulary and tokenizer (checked at load), loaded with these same options (a Hugging
   // Face folder is converted with `convert` too; a phinfer model file is used as it is). Each
@@ -147,6 +147,7 @@ class PHINFER_API Pipeline {
   const GenerationDefaults& generation_defaults() const;
   const std::filesystem::path& model_path() const;   // the file or folder actually loaded
   uint64_t weight_bytes_per_token() const;           // weights one decode step reads
+  std::string device() const;                        // where it runs: "cpu", "gpu:0", ... (auto resolved)
   // The ids that stop generation: generation_config + config eos ids and <|end|>.
   std::vector<int32_t> stop_ids(const GenerationConfig& config) const;
 

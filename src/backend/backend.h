@@ -64,13 +64,33 @@ struct BackendOptions {
   model::KVCacheType kv_type = model::KVCacheType::F32;
 };
 
-// "cpu" or "auto" (today: the CPU; a GPU when a GPU backend is built in and the model fits).
-// Throws phinfer::Error naming the device and the available ones for anything else.
+// Devices are named "cpu", "gpu" (the best Vulkan device), "gpu:N" (Vulkan device N, in the order
+// `phinfer devices` lists them) or "auto": a GPU (discrete or integrated, not a software
+// rasterizer) when one is present and the model fits its memory, else the CPU.
+// Throws phinfer::Error naming the device and the available ones when it cannot be used.
 std::unique_ptr<Backend> create_backend(const std::string& device, std::shared_ptr<const model::Phi3Model> model,
                                         const BackendOptions& options);
-// The devices this build can run on, e.g. {"cpu"}.
+std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const model::Phi3Model> model, const BackendOptions& options);
+
+// One device as `phinfer devices` lists it.
+struct DeviceDescription {
+  std::string id;           // "cpu", "gpu:0", ...
+  std::string name;         // the driver's name of the device
+  std::string type;         // cpu; for GPUs: discrete, integrated, virtual, cpu (a software implementation), other
+  uint64_t memory_bytes = 0;
+  bool usable = true;
+  std::string note;         // features, or why it cannot be used
+};
+// Every device of this machine this build can see; `gpu_error` gets why no GPU is listed, if any.
+std::vector<DeviceDescription> list_devices(std::string* gpu_error = nullptr);
+// The devices this build can run on, e.g. {"cpu", "gpu", "gpu:0"}.
 std::vector<std::string> available_devices();
 // Throws phinfer::Error unless `device` names an available device (or "auto").
 void check_device(const std::string& device);
+// The read bandwidth of a GPU device's memory in GB/s (a probe shader reading a large buffer;
+// the median of a few runs), for `phinfer bench`; 0 for the CPU (kernels/probe.h measures it).
+double measure_gpu_bandwidth_gbs(const std::string& device);
+// Whether this build has a GPU backend at all.
+bool gpu_backend_built();
 
 }  // namespace phinfer::backend

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
+#include "backend/backend.h"
 #include "kernels/isa.h"
 #include "kernels/probe.h"
 #include "phinfer/engine.h"
@@ -224,8 +225,13 @@ int run_bench(BenchArgs& a) {
 
   const uint64_t rss = peak_rss_bytes();  // before the probes allocate their buffers
   // The machine's limits, measured right after the runs with the same thread count.
+  // On a GPU: its memory's read bandwidth (a probe shader); no int8 peak is measured there yet.
   double bandwidth = 0, int8_peak = 0;
-  {
+  const std::string device = pipe.device();
+  const bool on_gpu = device != "cpu";
+  if (on_gpu) {
+    bandwidth = backend::measure_gpu_bandwidth_gbs(device);
+  } else {
     kernels::ThreadPool pool(a.model.pipeline.threads);
     for (int i = 0; i < 2; ++i) bandwidth = std::max(bandwidth, kernels::measure_read_bandwidth_gbs(pool));
     int8_peak = kernels::measure_int8_peak_gops(pool);
@@ -258,6 +264,7 @@ int run_bench(BenchArgs& a) {
                              {"prefill_tokens_per_s", p.prefill_tps}});
   if (a.json) {
     nlohmann::json out = {{"model", pipe.model_path().string()},
+                {"device", device},
                 {"isa", std::string(kernels::active_isa_name())},
                 {"threads", a.model.pipeline.threads},
                 {"prompt_tokens", a.prompt_tokens},
@@ -282,17 +289,20 @@ int run_bench(BenchArgs& a) {
     print_json(out);
     return 0;
   }
-  std::printf("model                 %s (%s, %d threads)\n", pipe.model_path().c_str(), std::string(kernels::active_isa_name()).c_str(),
-              a.model.pipeline.threads);
+  std::printf("model                 %s (%s, %s, %d threads)\n", pipe.model_path().c_str(), device.c_str(),
+              std::string(kernels::active_isa_name()).c_str(), a.model.pipeline.threads);
   std::printf("load                  %.1f ms\n", load_ms);
   std::printf("time to first token   %.1f ms (median of %d, %lld-token prompt)\n", median(ttft), a.reps,
               static_cast<long long>(a.prompt_tokens));
-  std::printf("prefill               %.2f tokens/s (%.1f GOP/s, %.1f%% of the int8 peak %.1f GOP/s)\n", prefill, prefill_gops,
-              100 * compute_use, int8_peak);
+  if (on_gpu)
+    std::printf("prefill               %.2f tokens/s (%.1f GOP/s; no int8 peak is measured on a GPU)\n", prefill, prefill_gops);
+  else
+    std::printf("prefill               %.2f tokens/s (%.1f GOP/s, %.1f%% of the int8 peak %.1f GOP/s)\n", prefill, prefill_gops,
+                100 * compute_use, int8_peak);
   std::printf("decode                %.2f tokens/s (%lld tokens)\n", decode, static_cast<long long>(a.gen_tokens));
   std::printf("per-token latency     p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n", p50, p90, p99);
-  std::printf("weights per token     %.1f MB; read bandwidth %.1f GB/s; decode uses %.1f%% of it\n", weight_bytes / 1e6, bandwidth,
-              100 * bw_use);
+  std::printf("weights per token     %.1f MB; %s read bandwidth %.1f GB/s; decode uses %.1f%% of it\n", weight_bytes / 1e6,
+              on_gpu ? "device" : "memory", bandwidth, 100 * bw_use);
   std::printf("peak RSS              %.1f MB\n", rss / 1e6);
   for (const auto& p : parallel)
     std::printf("parallel %-3d          decode %.2f tokens/s aggregate (%.2fx of 1, %.2f per sequence), prefill %.2f tokens/s\n",

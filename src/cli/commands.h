@@ -29,6 +29,7 @@ Command add_bench(CLI::App& root);
 Command add_bench_grammar(CLI::App& root);
 Command add_verify(CLI::App& root);
 Command add_serve(CLI::App& root);
+Command add_devices(CLI::App& root);
 
 // "1,2,3" -> {1, 2, 3}; throws phinfer::Error naming the option on anything else.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& option);

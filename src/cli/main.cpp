@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
   using namespace phinfer::cli;
   std::vector<Command> commands = {add_generate(app), add_chat(app), add_tokenize(app), add_detokenize(app), add_logits(app),
                                    add_make_synthetic(app), add_convert(app), add_verify(app),
-                                   add_perplexity(app), add_compare(app), add_bench(app), add_bench_grammar(app), add_serve(app)};
+                                   add_perplexity(app), add_compare(app), add_bench(app), add_bench_grammar(app), add_serve(app),
+                                   add_devices(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -51,7 +51,7 @@ void finish_quantization_options(ConvertOptions& c, const std::optional<int>& gr
 
 void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("-m,--model", a.model, "Hugging Face checkpoint folder, phinfer model file or GGUF file")->required();
-  app->add_option("--device", a.pipeline.device, "Where to run: cpu, or auto (the best available device)")
+  app->add_option("--device", a.pipeline.device, "Where to run: cpu, gpu (the best Vulkan device), gpu:N (see `phinfer devices`), or auto (a GPU when one is present and the model fits, else the CPU)")
       ->capture_default_str();
   app->add_option("--threads", a.pipeline.threads, "Worker threads (0 = one per physical core)")->capture_default_str();
   app->add_option("--sliding-window", a.pipeline.sliding_window, "Attention window: auto (as config.json), off, or a number of keys")

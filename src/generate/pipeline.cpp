@@ -154,6 +154,7 @@ Pipeline Pipeline::load(const std::filesystem::path& model_path, const PipelineO
 
 const std::filesystem::path& Pipeline::model_path() const { return impl_->dir; }
 uint64_t Pipeline::weight_bytes_per_token() const { return impl_->model->weight_bytes_per_token(); }
+std::string Pipeline::device() const { return impl_->backend->device(); }
 
 const ModelConfig& Pipeline::config() const { return impl_->model->config(); }
 const Tokenizer& Pipeline::tokenizer() const { return impl_->tok(); }

@@ -136,7 +136,8 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
 
 void fgemm(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t row_begin,
            int64_t row_end) {
-  std::vector<float> buf(static_cast<size_t>(w.cols));
+  thread_local std::vector<float> buf;  // grown once per thread: steady-state decode allocates nothing
+  if (buf.size() < static_cast<size_t>(w.cols)) buf.resize(static_cast<size_t>(w.cols));
   for (int64_t r = row_begin; r < row_end; ++r) {
     w.row_to_f32(r, buf.data());
     for (int64_t t = 0; t < n_tokens; ++t) y[t * y_stride + r] = dot(buf.data(), x + t * w.cols, w.cols);

@@ -114,21 +114,22 @@ uint64_t Phi3Model::weight_bytes_per_token() const {
   return total;
 }
 
+void Phi3Model::rope_row(RopeTable table, int64_t position, float* cs, float* sn) const {
+  const int64_t half = config().rotary_dim() / 2;
+  const auto& inv_freq = table == RopeTable::Long ? inv_freq_long_ : inv_freq_short_;
+  const double pos = static_cast<double>(position);
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = pos * inv_freq[static_cast<size_t>(i)];
+    cs[i] = static_cast<float>(std::cos(angle) * attention_factor_);
+    sn[i] = static_cast<float>(std::sin(angle) * attention_factor_);
+  }
+}
+
 void Phi3Model::rope_tables(const ForwardBatch& batch, Activations& acts) const {
   const int64_t half = config().rotary_dim() / 2;
-  for (int64_t r = 0; r < batch.rows(); ++r) {
-    const auto& inv_freq = batch.seqs[static_cast<size_t>(batch.row_seq[static_cast<size_t>(r)])].table == RopeTable::Long
-                               ? inv_freq_long_
-                               : inv_freq_short_;
-    const double pos = static_cast<double>(batch.positions[static_cast<size_t>(r)]);
-    float* cs = acts.rope_cos.data() + r * half;
-    float* sn = acts.rope_sin.data() + r * half;
-    for (int64_t i = 0; i < half; ++i) {
-      const double angle = pos * inv_freq[static_cast<size_t>(i)];
-      cs[i] = static_cast<float>(std::cos(angle) * attention_factor_);
-      sn[i] = static_cast<float>(std::sin(angle) * attention_factor_);
-    }
-  }
+  for (int64_t r = 0; r < batch.rows(); ++r)
+    rope_row(batch.seqs[static_cast<size_t>(batch.row_seq[static_cast<size_t>(r)])].table,
+             batch.positions[static_cast<size_t>(r)], acts.rope_cos.data() + r * half, acts.rope_sin.data() + r * half);
 }
 
 void Phi3Model::apply_rope(float* row, const Activations& acts, int64_t t, int64_t n_heads) const {

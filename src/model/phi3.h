@@ -63,6 +63,9 @@ class Phi3Model {
   // The table HF uses for a forward call whose highest position is total_length - 1.
   RopeTable table_for_length(int64_t total_length) const;
   KVCache new_cache(KVCacheType type = KVCacheType::F32) const { return KVCache(config(), type); }
+  // The RoPE cos/sin ([rotary_dim / 2] each, attention factor applied) of one position: what the
+  // forward pass rotates with, for backends that rotate on a device.
+  void rope_row(RopeTable table, int64_t position, float* cos, float* sin) const;
 
   // Runs every row of the batch, appends each row's keys/values to its sequence's cache, and
   // writes logits [batch.logit_rows.size(), vocab] into acts.logits. A sequence whose cache was

@@ -72,20 +72,7 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::vector<std::string> available_devices() { return {"cpu"}; }
-
-void check_device(const std::string& device) {
-  if (device == "auto") return;
-  for (const std::string& d : available_devices())
-    if (d == device) return;
-  std::string list;
-  for (const std::string& d : available_devices()) list += (list.empty() ? "" : ", ") + d;
-  throw Error("device '" + device + "' is not available: this build runs on " + list + " (or auto)");
-}
-
-std::unique_ptr<Backend> create_backend(const std::string& device, std::shared_ptr<const model::Phi3Model> model,
-                                        const BackendOptions& options) {
-  check_device(device);
+std::unique_ptr<Backend> create_cpu_backend(std::shared_ptr<const model::Phi3Model> model, const BackendOptions& options) {
   return std::make_unique<CpuBackend>(std::move(model), options);
 }
 
