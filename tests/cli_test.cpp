@@ -217,7 +217,10 @@ TEST(Cli, BenchParallelReportsTheConcurrentSequencesCurve) {
   // A device that is not there is a clear error before any work.
   auto bad = run_cli("bench -m " + q(dir) + " --device gpu:3");
   EXPECT_EQ(bad.status, 1);
-  EXPECT_NE(bad.err.find("device 'gpu:3' is not available"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("gpu:3"), std::string::npos) << bad.err;
+  bad = run_cli("bench -m " + q(dir) + " --device npu");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("device 'npu' is not a device name: expected cpu, gpu, gpu:N or auto"), std::string::npos) << bad.err;
 }
 
 TEST(Cli, ConvertThenRunTheModelFile) {

@@ -289,14 +289,16 @@ TEST(Generator, AppendNextTokenRewindMatchGenerateAndLogits) {
 TEST(Device, UnknownDeviceIsAClearErrorAndAutoRunsOnTheCpu) {
   const auto dir = test::shared_path("models/stories260K-phi3");
   PipelineOptions o;
-  o.device = "gpu";
-  try {
-    Pipeline::load(dir, o);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("'gpu'"), std::string::npos) << m;
-    EXPECT_NE(m.find("cpu"), std::string::npos) << m;
+  for (const char* device : {"npu", "gpu:1x", "cuda"}) {
+    o.device = device;
+    try {
+      Pipeline::load(dir, o);
+      FAIL() << "expected an error for " << device;
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(std::string("'") + device + "'"), std::string::npos) << m;
+      EXPECT_NE(m.find("cpu"), std::string::npos) << m;
+    }
   }
   o.device = "auto";
   Pipeline p = Pipeline::load(dir, o);

@@ -431,6 +431,14 @@ TEST(VulkanDevices, ListedAndNamed) {
   }
 }
 
+TEST(VulkanDevices, KvMemoryLimitBelowTheDevice) {
+  auto be = gpu(load(test::shared_path("models/phi3-tiny-mha")));
+  const auto devices = backend::vulkan::physical_devices();
+  EXPECT_GT(be->kv_memory_limit(), 0u);
+  EXPECT_LT(be->kv_memory_limit(), devices[0].memory_bytes);
+  EXPECT_EQ(cpu(load(test::shared_path("models/phi3-tiny-mha")))->kv_memory_limit(), 0u);
+}
+
 TEST(VulkanDevices, BandwidthProbeMeasures) {
   const double gbps = backend::vulkan::measure_bandwidth(0, 64ull << 20, 3);
   EXPECT_GT(gbps, 0.01);

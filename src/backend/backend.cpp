@@ -19,7 +19,7 @@ int gpu_index(const std::string& device) {
   if (device.rfind("gpu:", 0) != 0) return -2;
   const std::string n = device.substr(4);
   if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos)
-    throw Error("device '" + device + "': expected gpu:N with N a device number (see `phinfer devices`)");
+    throw Error("device '" + device + "': expected cpu, gpu, gpu:N (N a device number) or auto");
   return std::stoi(n);
 }
 

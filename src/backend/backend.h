@@ -49,6 +49,9 @@ class Backend {
   virtual std::unique_ptr<SequenceCache> new_cache() = 0;
   // KV bytes one position takes in this backend's caches.
   virtual uint64_t cache_bytes_per_position() const = 0;
+  // The most KV cache memory this backend's device can hold (0: no limit of its own, e.g. host
+  // memory); the engine's KV budget never exceeds it.
+  virtual uint64_t kv_memory_limit() const { return 0; }
   // Runs every entry in one pass; returns logits [sum of logit_rows, vocab], entry by entry, valid
   // until the next call. Batch-invariant: an entry's logits do not depend on the other entries.
   // On error (phinfer::Error) no cache has changed.

@@ -280,6 +280,8 @@ class VulkanBackend final : public Backend {
     weights_ = upload_weights(dev_, *model_);
     half_ = c.rotary_dim() / 2;
     ensure(64, 1);
+    const uint64_t in_use = dev_->allocated_bytes();
+    kv_limit_ = have > in_use ? (have - in_use) / 10 * 9 : 1;
   }
 
   std::string device() const override { return "gpu:" + std::to_string(dev_->info().index); }
@@ -294,6 +296,9 @@ class VulkanBackend final : public Backend {
   std::unique_ptr<Backend> companion(std::shared_ptr<const model::Phi3Model> model) override {
     return std::make_unique<VulkanBackend>(dev_, std::move(model), options_);
   }
+  // What the device had free once the weights and activations were in, less a tenth for the
+  // activations of larger calls, prefix caches copied while growing, and the driver.
+  uint64_t kv_memory_limit() const override { return kv_limit_; }
 
   std::span<const float> forward(std::span<const BatchEntry> entries) override;
 
@@ -309,6 +314,7 @@ class VulkanBackend final : public Backend {
   std::shared_ptr<DeviceWeights> weights_;
   Commands commands_;
   int64_t half_ = 0;
+  uint64_t kv_limit_ = 0;
   int64_t max_rows_ = 0, max_logit_rows_ = 0;
   Buffer x_, xn_, qkv_, att_, gate_up_, act_, qact_, dx_, sums_, selected_;
   Buffer inputs_, logits_;  // host-visible
