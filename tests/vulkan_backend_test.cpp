@@ -496,6 +496,10 @@ TEST(VulkanKernels, MatmulMatchesCpu) {
           double err = 0;
           for (size_t i = 0; i < want.size(); ++i) err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
           EXPECT_LE(err, 1e-4);
+          // The integer dot-product shader: the same integers, so the same bits (lavapipe has the
+          // instruction, though not in hardware).
+          const auto dot = backend::vulkan::matmul(0, q.view(), x.data(), tokens, /*integer_dot=*/true);
+          EXPECT_EQ(0, std::memcmp(dot.data(), got.data(), got.size() * sizeof(float)));
         }
       }
 }

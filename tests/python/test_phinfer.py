@@ -292,3 +292,21 @@ def test_sampling_is_reproducible_with_a_seed(mha):
     a = mha.generate("Once upon a time", **args)
     b = mha.generate("Once upon a time", phinfer.GenerationConfig(**args))
     assert a.output_ids == b.output_ids
+
+
+# --- the GPU (Vulkan; Mesa's lavapipe in CI) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["chat", "text300"])
+def test_gpu_device_gives_the_golden_greedy_ids(mha_dir, mha_golden, case):
+    gpu = phinfer.Model(mha_dir, device="gpu", threads=2)
+    c = mha_golden[case]
+    r = gpu.generate(c["prompt_ids"], max_new_tokens=len(c["greedy_ids"]), ignore_eos=True)
+    assert r.output_ids == c["greedy_ids"]
+    last = np.asarray(gpu.logits(c["prompt_ids"]))
+    np.testing.assert_allclose(last, np.asarray(c["last_logits"], dtype=np.float32), atol=GOLDEN_ATOL)
+
+
+def test_unknown_gpu_is_a_phinfer_error(mha_dir):
+    with pytest.raises(phinfer.Error, match="gpu:42 does not exist"):
+        phinfer.Model(mha_dir, device="gpu:42")

@@ -355,8 +355,9 @@ void VulkanBackend::ensure(int64_t rows, int64_t logit_rows) {
 
 // Records y (+)= W x: activation quantization and the integer product for Int8/Int4, else the
 // float product. q, dx, sums: scratch for the quantized activations.
+// integer_dot: with the dot-product instruction shader (the same results, bit for bit).
 void record_matmul(Commands& cmd, const Device& dev, const DeviceMatrix& m, uint64_t x, int64_t tokens, uint64_t y,
-                   int64_t y_stride, bool accumulate, uint64_t q, uint64_t dx, uint64_t sums) {
+                   int64_t y_stride, bool accumulate, uint64_t q, uint64_t dx, uint64_t sums, bool integer_dot) {
   auto groups = [](int64_t n, uint32_t limit) { return static_cast<uint32_t>(std::clamp<int64_t>(n, 1, limit)); };
   const uint32_t token_groups = groups((tokens + kTokenTile - 1) / kTokenTile, dev.max_groups_y());
   if (m.quantized()) {
@@ -366,7 +367,8 @@ void record_matmul(Commands& cmd, const Device& dev, const DeviceMatrix& m, uint
     MatmulQuantPush p{m.buffer.address(), q, dx, sums, y, m.layout, static_cast<uint32_t>(m.cols),
                       static_cast<uint32_t>(m.rows), static_cast<uint32_t>(tokens), static_cast<uint32_t>(y_stride),
                       accumulate ? 1u : 0u, m.q_words};
-    cmd.dispatch(Pipeline::MatmulQuant, &p, sizeof p, groups((m.rows + 15) / 16, dev.max_groups_x()), token_groups);
+    cmd.dispatch(integer_dot ? Pipeline::MatmulQuantDot : Pipeline::MatmulQuant, &p, sizeof p,
+                 groups((m.rows + 15) / 16, dev.max_groups_x()), token_groups);
   } else {
     MatmulFloatPush p{m.buffer.address(), x, y, static_cast<uint32_t>(m.format), static_cast<uint32_t>(m.cols),
                       static_cast<uint32_t>(m.rows), static_cast<uint32_t>(tokens), static_cast<uint32_t>(y_stride),
@@ -376,7 +378,8 @@ void record_matmul(Commands& cmd, const Device& dev, const DeviceMatrix& m, uint
 }
 
 void VulkanBackend::matmul(const DeviceMatrix& m, uint64_t x, int64_t tokens, uint64_t y, int64_t y_stride, bool accumulate) {
-  record_matmul(commands_, *dev_, m, x, tokens, y, y_stride, accumulate, qact_.address(), dx_.address(), sums_.address());
+  record_matmul(commands_, *dev_, m, x, tokens, y, y_stride, accumulate, qact_.address(), dx_.address(), sums_.address(),
+                dev_->integer_dot_accelerated());
 }
 
 void VulkanBackend::rms_norm(uint64_t x, const Buffer& weight, uint64_t out, int64_t rows, uint64_t rows_index) {
@@ -505,8 +508,9 @@ std::unique_ptr<Backend> create_backend(int device_index, std::shared_ptr<const 
   return std::make_unique<VulkanBackend>(Device::open(device_index), std::move(model), options);
 }
 
-std::vector<float> matmul(int device_index, const kernels::WeightMatrix& w, const float* x, int64_t tokens) {
+std::vector<float> matmul(int device_index, const kernels::WeightMatrix& w, const float* x, int64_t tokens, bool integer_dot) {
   auto dev = Device::open(device_index);
+  if (integer_dot && !dev->integer_dot()) throw Error("gpu: " + dev->info().name + " has no integer dot products");
   const DeviceMatrix m = upload_matrix(dev, w, "test matrix");
   Buffer xb(dev, static_cast<uint64_t>(tokens * w.cols) * 4, false, "test input");
   dev->upload(xb, 0, x, static_cast<uint64_t>(tokens * w.cols) * 4);
@@ -517,7 +521,8 @@ std::vector<float> matmul(int device_index, const kernels::WeightMatrix& w, cons
   Buffer sums(dev, static_cast<uint64_t>(tokens * blocks) * 4, false, "test sums");
   Commands cmd(dev);
   cmd.begin();
-  record_matmul(cmd, *dev, m, xb.address(), tokens, yb.address(), w.rows, false, q.address(), dx.address(), sums.address());
+  record_matmul(cmd, *dev, m, xb.address(), tokens, yb.address(), w.rows, false, q.address(), dx.address(), sums.address(),
+                integer_dot);
   cmd.submit_and_wait();
   const float* y = static_cast<const float*>(yb.mapped());
   return {y, y + tokens * w.rows};

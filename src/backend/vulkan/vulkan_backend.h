@@ -21,8 +21,11 @@ std::unique_ptr<Backend> create_backend(int device_index, std::shared_ptr<const 
 // `rows` rows.
 uint64_t required_bytes(const model::Phi3Model& model, int64_t rows);
 
-// y = W x on the device for x [tokens, cols]: the forward pass's matrix product alone (kernel tests).
-std::vector<float> matmul(int device_index, const kernels::WeightMatrix& w, const float* x, int64_t tokens);
+// y = W x on the device for x [tokens, cols]: the forward pass's matrix product alone (kernel tests);
+// integer_dot: Int8/Int4 with the integer dot-product shader (which the forward pass uses on devices
+// with hardware for it).
+std::vector<float> matmul(int device_index, const kernels::WeightMatrix& w, const float* x, int64_t tokens,
+                          bool integer_dot = false);
 
 // Reads `bytes` of device memory `reps` times with the bandwidth probe shader; returns the median
 // GB/s (the decode ceiling `phinfer bench --device gpu` compares against).

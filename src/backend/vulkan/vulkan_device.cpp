@@ -180,7 +180,16 @@ PhysicalDeviceInfo describe(int index, VkPhysicalDevice pd) {
   if (p.limits.maxComputeWorkGroupInvocations < 256 || p.limits.maxComputeSharedMemorySize < 4096 ||
       p.limits.maxPushConstantsSize < 128)
     missing.push_back("compute limits (256 invocations, 4 KiB shared memory, 128 bytes of push constants)");
-  if (has_extension(api, pd, "VK_KHR_shader_integer_dot_product")) d.features.push_back("integer dot product");
+  if (has_extension(api, pd, "VK_KHR_shader_integer_dot_product") || p.apiVersion >= VK_API_VERSION_1_3) {
+    VkPhysicalDeviceShaderIntegerDotProductProperties dot{};
+    dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
+    VkPhysicalDeviceProperties2 dp{};
+    dp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    dp.pNext = &dot;
+    api.vkGetPhysicalDeviceProperties2(pd, &dp);
+    d.features.push_back(dot.integerDotProduct4x8BitPackedMixedSignednessAccelerated ? "int8 dot product (hardware, used)"
+                                                                                      : "int8 dot product (emulated, not used)");
+  }
   if (has_extension(api, pd, "VK_KHR_cooperative_matrix")) d.features.push_back("cooperative matrix");
   uint32_t nq = 0;
   api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, nullptr);
@@ -263,18 +272,48 @@ Device::Device(int index) {
   qci.queueFamilyIndex = queue_family_;
   qci.queueCount = 1;
   qci.pQueuePriorities = &priority;
+  // Integer dot products: core in Vulkan 1.3, else the extension.
+  VkPhysicalDeviceProperties props{};
+  api->vkGetPhysicalDeviceProperties(physical_, &props);
+  const bool dot_extension = has_extension(*api, physical_, "VK_KHR_shader_integer_dot_product");
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot_query{};
+  dot_query.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+  VkPhysicalDeviceFeatures2 query{};
+  query.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+  query.pNext = &dot_query;
+  if (dot_extension || props.apiVersion >= VK_API_VERSION_1_3) api->vkGetPhysicalDeviceFeatures2(physical_, &query);
+  integer_dot_ = dot_query.shaderIntegerDotProduct == VK_TRUE;
+  if (integer_dot_) {
+    VkPhysicalDeviceShaderIntegerDotProductProperties dot_props{};
+    dot_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
+    VkPhysicalDeviceProperties2 p2{};
+    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    p2.pNext = &dot_props;
+    api->vkGetPhysicalDeviceProperties2(physical_, &p2);
+    integer_dot_accelerated_ = dot_props.integerDotProduct4x8BitPackedMixedSignednessAccelerated == VK_TRUE;
+  }
+
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot{};
+  dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+  dot.shaderIntegerDotProduct = VK_TRUE;
   VkPhysicalDeviceVulkan12Features f12{};
   f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
   f12.bufferDeviceAddress = VK_TRUE;
+  if (integer_dot_) f12.pNext = &dot;
   VkPhysicalDeviceFeatures2 f{};
   f.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
   f.pNext = &f12;
   f.features.shaderInt64 = VK_TRUE;
+  const char* dot_name = "VK_KHR_shader_integer_dot_product";
   VkDeviceCreateInfo dci{};
   dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
   dci.pNext = &f;
   dci.queueCreateInfoCount = 1;
   dci.pQueueCreateInfos = &qci;
+  if (integer_dot_ && props.apiVersion < VK_API_VERSION_1_3) {
+    dci.enabledExtensionCount = 1;
+    dci.ppEnabledExtensionNames = &dot_name;
+  }
   check(api->vkCreateDevice(physical_, &dci, nullptr, &device_), "creating the device on " + info_.name);
 #define PHINFER_VK_LOAD(name) api->name = reinterpret_cast<PFN_##name>(api->vkGetDeviceProcAddr(device_, #name));
   PHINFER_VK_DEVICE_FUNCTIONS(PHINFER_VK_LOAD)
@@ -282,8 +321,6 @@ Device::Device(int index) {
   api_ = api.release();
   api_->vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 
-  VkPhysicalDeviceProperties props{};
-  api_->vkGetPhysicalDeviceProperties(physical_, &props);
   for (int i = 0; i < 3; ++i) max_groups_[i] = props.limits.maxComputeWorkGroupCount[i];
 
   // Memory types: device-local for everything the shaders touch; host-visible and coherent
@@ -325,9 +362,14 @@ Device::Device(int index) {
       {spirv::attention, spirv::attention_words},
       {spirv::silu_mul, spirv::silu_mul_words},
       {spirv::bandwidth, spirv::bandwidth_words},
+      {spirv::matmul_quant_dot, spirv::matmul_quant_dot_words},
   };
   static_assert(std::size(codes) == static_cast<size_t>(Pipeline::Count));
   for (const Code& c : codes) {
+    if (&c == &codes[static_cast<size_t>(Pipeline::MatmulQuantDot)] && !integer_dot_) {
+      pipelines_.push_back(VK_NULL_HANDLE);  // the device cannot run it
+      continue;
+    }
     VkShaderModuleCreateInfo sci{};
     sci.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO;
     sci.codeSize = c.n * 4;
@@ -353,7 +395,8 @@ Device::~Device() {
   staging_ = Buffer();
   staging_commands_.reset();
   if (!api_) return;
-  for (VkPipeline p : pipelines_) api_->vkDestroyPipeline(device_, p, nullptr);
+  for (VkPipeline p : pipelines_)
+    if (p) api_->vkDestroyPipeline(device_, p, nullptr);
   if (layout_) api_->vkDestroyPipelineLayout(device_, layout_, nullptr);
   if (device_) api_->vkDestroyDevice(device_, nullptr);
   delete api_;

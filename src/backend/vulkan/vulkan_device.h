@@ -40,7 +40,11 @@ std::vector<PhysicalDeviceInfo> physical_devices();
 // Throws phinfer::Error naming the devices when it does not exist or lacks a required feature.
 int pick_device(int requested);
 
-enum class Pipeline { Embed, RmsNorm, QuantizeAct, MatmulQuant, MatmulFloat, RopeStore, Attention, SiluMul, Bandwidth, Count };
+enum class Pipeline {
+  Embed, RmsNorm, QuantizeAct, MatmulQuant, MatmulFloat, RopeStore, Attention, SiluMul, Bandwidth,
+  MatmulQuantDot,  // only on devices with integer dot products (Device::integer_dot())
+  Count
+};
 
 class Device;
 
@@ -110,6 +114,10 @@ class Device : public std::enable_shared_from_this<Device> {
   uint32_t max_groups_y() const { return max_groups_[1]; }
   // Bytes of device memory this process has allocated on the device, and the heap's budget.
   uint64_t allocated_bytes() const { return allocated_; }
+  // Whether the device runs the integer dot-product shader (VK_KHR_shader_integer_dot_product), and
+  // whether it has hardware for it (then the backend uses it; else the portable shader is as fast).
+  bool integer_dot() const { return integer_dot_; }
+  bool integer_dot_accelerated() const { return integer_dot_accelerated_; }
 
   // Copies host bytes into a device buffer at `offset` (through a host-visible staging buffer).
   void upload(const Buffer& to, uint64_t offset, const void* data, uint64_t bytes);
@@ -137,6 +145,7 @@ class Device : public std::enable_shared_from_this<Device> {
   uint32_t queue_family_ = 0;
   uint32_t device_type_ = 0, host_type_ = 0;
   uint32_t max_groups_[3] = {};
+  bool integer_dot_ = false, integer_dot_accelerated_ = false;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   std::vector<VkPipeline> pipelines_;
   std::mutex queue_mu_, staging_mu_;
