@@ -140,6 +140,18 @@ bool has_extension(const Device::Api& api, VkPhysicalDevice pd, const char* name
   return false;
 }
 
+// Whether mixed-signedness int8 dot products (what the int8/int4 matmul needs) run in hardware; only
+// for devices with VK_KHR_shader_integer_dot_product or Vulkan 1.3.
+bool integer_dot_in_hardware(const Device::Api& api, VkPhysicalDevice pd) {
+  VkPhysicalDeviceShaderIntegerDotProductProperties dot{};
+  dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
+  VkPhysicalDeviceProperties2 p2{};
+  p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+  p2.pNext = &dot;
+  api.vkGetPhysicalDeviceProperties2(pd, &p2);
+  return dot.integerDotProduct4x8BitPackedMixedSignednessAccelerated == VK_TRUE;
+}
+
 PhysicalDeviceInfo describe(int index, VkPhysicalDevice pd) {
   const Device::Api& api = Instance::get().api;
   PhysicalDeviceInfo d;
@@ -180,16 +192,9 @@ PhysicalDeviceInfo describe(int index, VkPhysicalDevice pd) {
   if (p.limits.maxComputeWorkGroupInvocations < 256 || p.limits.maxComputeSharedMemorySize < 4096 ||
       p.limits.maxPushConstantsSize < 128)
     missing.push_back("compute limits (256 invocations, 4 KiB shared memory, 128 bytes of push constants)");
-  if (has_extension(api, pd, "VK_KHR_shader_integer_dot_product") || p.apiVersion >= VK_API_VERSION_1_3) {
-    VkPhysicalDeviceShaderIntegerDotProductProperties dot{};
-    dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
-    VkPhysicalDeviceProperties2 dp{};
-    dp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    dp.pNext = &dot;
-    api.vkGetPhysicalDeviceProperties2(pd, &dp);
-    d.features.push_back(dot.integerDotProduct4x8BitPackedMixedSignednessAccelerated ? "int8 dot product (hardware, used)"
-                                                                                      : "int8 dot product (emulated, not used)");
-  }
+  if (has_extension(api, pd, "VK_KHR_shader_integer_dot_product") || p.apiVersion >= VK_API_VERSION_1_3)
+    d.features.push_back(integer_dot_in_hardware(api, pd) ? "int8 dot product (hardware, used)"
+                                                           : "int8 dot product (emulated, not used)");
   if (has_extension(api, pd, "VK_KHR_cooperative_matrix")) d.features.push_back("cooperative matrix");
   uint32_t nq = 0;
   api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, nullptr);
@@ -283,15 +288,7 @@ Device::Device(int index) {
   query.pNext = &dot_query;
   if (dot_extension || props.apiVersion >= VK_API_VERSION_1_3) api->vkGetPhysicalDeviceFeatures2(physical_, &query);
   integer_dot_ = dot_query.shaderIntegerDotProduct == VK_TRUE;
-  if (integer_dot_) {
-    VkPhysicalDeviceShaderIntegerDotProductProperties dot_props{};
-    dot_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
-    VkPhysicalDeviceProperties2 p2{};
-    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    p2.pNext = &dot_props;
-    api->vkGetPhysicalDeviceProperties2(physical_, &p2);
-    integer_dot_accelerated_ = dot_props.integerDotProduct4x8BitPackedMixedSignednessAccelerated == VK_TRUE;
-  }
+  integer_dot_accelerated_ = integer_dot_ && integer_dot_in_hardware(*api, physical_);
 
   VkPhysicalDeviceShaderIntegerDotProductFeatures dot{};
   dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
