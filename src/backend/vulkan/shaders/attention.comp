@@ -1,8 +1,9 @@
 #version 460
 // Causal attention of one row and one query head over its sequence's cached keys and values
 // (grouped KV heads, sliding window), with an online softmax (as in FlashAttention) over key blocks
-// of 64 aligned to absolute positions: invocation i scores key k0 + i; the block's max and sum are
-// fixed trees; each invocation then accumulates its own output dims over the block's keys in order.
+// of 64 aligned to absolute positions: invocation i scores key k0 + i; every invocation takes the
+// block's max and sum (in key order) from shared memory, then accumulates its own output dims over
+// the block's keys in order.
 // A row's result depends only on its own sequence. Grid: (rows, heads).
 #include "common.glsl"
 layout(local_size_x = 64) in;
@@ -12,7 +13,7 @@ layout(push_constant) uniform Push {
   float scale;
 } p;
 shared float probs[64];
-shared float red[64];
+shared float scores[64];
 
 #define NEG_INF uintBitsToFloat(0xFF800000u)
 
@@ -39,24 +40,19 @@ void main() {
           for (uint i = 0u; i < hd; ++i) d = fma(q.v[i], k.v[i], d);
           s = d * p.scale;
         }
-        red[tid] = s;
+        scores[tid] = s;
         barrier();
-        for (uint w = 32u; w > 0u; w >>= 1) {
-          if (tid < w) red[tid] = max(red[tid], red[tid + w]);
-          barrier();
-        }
-        const float new_m = max(m, red[0]);
+        // Every invocation reads the block's 64 scores itself (a max is exact in any order; the sum
+        // below goes in key order): three barriers a block instead of two reduction trees.
+        float block_max = NEG_INF;
+        for (uint i = 0u; i < 64u; ++i) block_max = max(block_max, scores[i]);
+        const float new_m = max(m, block_max);
+        probs[tid] = valid ? exp_approx(s - new_m) : 0.0;
         barrier();
-        const float pr = valid ? exp_approx(s - new_m) : 0.0;
-        probs[tid] = pr;
-        red[tid] = pr;
-        barrier();
-        for (uint w = 32u; w > 0u; w >>= 1) {
-          if (tid < w) red[tid] += red[tid + w];
-          barrier();
-        }
+        float block_sum = 0.0;
+        for (uint i = 0u; i < 64u; ++i) block_sum += probs[i];
         const float corr = m == NEG_INF ? 0.0 : exp_approx(m - new_m);
-        l = fma(l, corr, red[0]);
+        l = fma(l, corr, block_sum);
         const int i0 = max(k0, first) - k0, i1 = min(k0 + 64, last + 1) - k0;
         [[unroll]] for (uint a = 0u; a < 4u; ++a) {
           const uint d = tid + 64u * a;
