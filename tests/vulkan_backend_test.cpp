@@ -133,10 +133,10 @@ TEST(VulkanGolden, Phi4Tiny) { golden("phi4-tiny-synth", {"chat"}, 2e-3); }
 // 2589 tokens, past the 2047-key sliding window (about 90 s on lavapipe).
 TEST(VulkanGolden, Phi3TinyMhaPastSlidingWindow) { golden("phi3-tiny-mha", {"window2600"}, 1e-3); }
 
-// 4991 tokens on the long factors and the crossing at 4096 take about eight minutes on lavapipe: run
+// 4991 tokens on the long factors and the crossing at 4096 take about six minutes on lavapipe: run
 // with PHINFER_GPU_LONG_TESTS=1. CI covers the crossing on a shortened setting (VulkanVsCpu.LongRopeCrossing).
 TEST(VulkanGolden, LongRopeLongCases) {
-  if (!std::getenv("PHINFER_GPU_LONG_TESTS")) GTEST_SKIP() << "set PHINFER_GPU_LONG_TESTS=1 (about eight minutes on lavapipe)";
+  if (!std::getenv("PHINFER_GPU_LONG_TESTS")) GTEST_SKIP() << "set PHINFER_GPU_LONG_TESTS=1 (about six minutes on lavapipe)";
   golden("phi3-tiny-gqa-longrope", {"long5000", "cross4096"}, 1e-3);
 }
 
