@@ -39,9 +39,13 @@ Engine::Impl::Impl(const Pipeline::Impl& pipeline, backend::Backend& be, const E
   if (o.prefill_chunk < 1) throw Error("engine: prefill_chunk must be >= 1, found " + std::to_string(o.prefill_chunk));
   if (o.max_running < 1) throw Error("engine: max_running must be >= 1, found " + std::to_string(o.max_running));
   if (pipeline.draft_model) draft_backend = backend->companion(pipeline.draft_model);
-  // A device with its own memory (a GPU) bounds the KV budget: requests that do not fit wait.
-  if (const uint64_t device = backend->kv_memory_limit(); device > 0 && (options.kv_cache_bytes == 0 || device < options.kv_cache_bytes))
-    options.kv_cache_bytes = device;
+  // A device with its own memory (a GPU) bounds the KV budget, so requests that do not fit wait; the
+  // prefix cache gets at most a quarter of it, the running requests the rest.
+  if (const uint64_t device = backend->kv_memory_limit(); device > 0) {
+    options.prefix_cache_bytes = std::min(options.prefix_cache_bytes, device / 4);
+    const uint64_t running = device - options.prefix_cache_bytes;
+    if (options.kv_cache_bytes == 0 || running < options.kv_cache_bytes) options.kv_cache_bytes = running;
+  }
 }
 
 Engine::RequestId Engine::Impl::add(GenerationRequest req) {

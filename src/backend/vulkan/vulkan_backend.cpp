@@ -38,6 +38,11 @@ uint32_t u32(int64_t v, const char* what) {
   return static_cast<uint32_t>(v);
 }
 
+int32_t i32(int64_t v, const char* what) {
+  if (v < 0 || v > static_cast<int64_t>(INT32_MAX)) throw Error(std::string("gpu: ") + what + " is too large for the shaders");
+  return static_cast<int32_t>(v);
+}
+
 // A weight matrix on the device.
 struct DeviceMatrix {
   kernels::WeightFormat format = kernels::WeightFormat::F32;
@@ -115,6 +120,7 @@ std::shared_ptr<DeviceWeights> upload_weights(const std::shared_ptr<Device>& dev
   static std::mutex mu;
   static std::map<std::pair<const Device*, const model::Phi3Model*>, std::weak_ptr<DeviceWeights>> shared;
   std::lock_guard<std::mutex> lock(mu);
+  std::erase_if(shared, [](const auto& entry) { return entry.second.expired(); });  // models since unloaded
   auto& slot = shared[{dev.get(), &m}];
   if (auto w = slot.lock()) return w;
 
@@ -435,9 +441,9 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
       RowInfo& info = rows[row];
       info.k_addr = cache->k_.address();
       info.v_addr = cache->v_.address();
-      info.position = static_cast<int32_t>(u32(pos, "position"));
+      info.position = i32(pos, "position");
       info.first_key = static_cast<int32_t>(window ? std::max<int64_t>(0, pos - *window + 1) : 0);
-      info.capacity = static_cast<int32_t>(u32(cache->capacity_, "KV cache capacity"));
+      info.capacity = i32(cache->capacity_, "KV cache capacity");
       info.pad = 0;
     }
     for (int64_t r : e.logit_rows) logit_rows[lr++] = static_cast<int32_t>(row - static_cast<int64_t>(e.tokens.size()) + r);
