@@ -50,7 +50,9 @@ struct DeviceMatrix {
   ShaderQuantLayout layout;
   uint32_t q_words = 0;  // activation words per token its quantized input takes
   Buffer buffer;
+  const Buffer* same_as = nullptr;  // tied lm_head: the embedding's buffer (the same bytes, uploaded once)
   bool quantized() const { return kernels::is_quantized(format); }
+  uint64_t address() const { return same_as ? same_as->address() : buffer.address(); }
 };
 
 ShaderQuantLayout shader_layout(const kernels::WeightMatrix& w) {
@@ -102,7 +104,8 @@ uint64_t activation_bytes(const ModelConfig& c, int64_t rows, int64_t logit_rows
   return static_cast<uint64_t>(rows * per_row * 4 + logit_rows * (H + c.vocab_size) * 4);
 }
 
-DeviceMatrix upload_matrix(const std::shared_ptr<Device>& dev, const kernels::WeightMatrix& w, const std::string& name) {
+// A matrix's shape and layout as the shaders take them (no buffer yet).
+DeviceMatrix describe_matrix(const kernels::WeightMatrix& w) {
   DeviceMatrix d;
   d.format = w.format;
   d.rows = w.rows;
@@ -111,6 +114,11 @@ DeviceMatrix upload_matrix(const std::shared_ptr<Device>& dev, const kernels::We
   d.q_words = activation_words(w);
   u32(w.rows, "rows of a matrix");
   u32(w.cols, "columns of a matrix");
+  return d;
+}
+
+DeviceMatrix upload_matrix(const std::shared_ptr<Device>& dev, const kernels::WeightMatrix& w, const std::string& name) {
+  DeviceMatrix d = describe_matrix(w);
   d.buffer = Buffer(dev, w.bytes(), false, name);
   dev->upload(d.buffer, 0, w.data, w.bytes());
   return d;
@@ -138,7 +146,12 @@ std::shared_ptr<DeviceWeights> upload_weights(const std::shared_ptr<Device>& dev
   };
   const auto& w = m.weights();
   out->embed = matrix(w.embed_tokens, "model.embed_tokens.weight");
-  out->lm_head = matrix(w.lm_head, "lm_head.weight");  // a copy when tied: its own view of the same bytes
+  if (w.lm_head.data == w.embed_tokens.data && w.lm_head.format == w.embed_tokens.format && w.lm_head.bytes() == w.embed_tokens.bytes()) {
+    out->lm_head = describe_matrix(w.lm_head);  // tied embeddings: one upload
+    out->lm_head.same_as = &out->embed.buffer;
+  } else {
+    out->lm_head = matrix(w.lm_head, "lm_head.weight");
+  }
   out->final_norm = vector(w.final_norm, "model.norm.weight");
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const auto& L = w.layers[l];
@@ -370,13 +383,13 @@ void record_matmul(Commands& cmd, const Device& dev, const DeviceMatrix& m, uint
     QuantizeActPush qp{x, q, dx, sums, m.layout, static_cast<uint32_t>(m.cols), static_cast<uint32_t>(tokens), m.q_words};
     cmd.dispatch(Pipeline::QuantizeAct, &qp, sizeof qp, groups(m.layout.n_blocks, dev.max_groups_x()),
                  groups(tokens, dev.max_groups_y()));
-    MatmulQuantPush p{m.buffer.address(), q, dx, sums, y, m.layout, static_cast<uint32_t>(m.cols),
+    MatmulQuantPush p{m.address(), q, dx, sums, y, m.layout, static_cast<uint32_t>(m.cols),
                       static_cast<uint32_t>(m.rows), static_cast<uint32_t>(tokens), static_cast<uint32_t>(y_stride),
                       accumulate ? 1u : 0u, m.q_words};
     cmd.dispatch(integer_dot ? Pipeline::MatmulQuantDot : Pipeline::MatmulQuant, &p, sizeof p,
                  groups((m.rows + 15) / 16, dev.max_groups_x()), token_groups);
   } else {
-    MatmulFloatPush p{m.buffer.address(), x, y, static_cast<uint32_t>(m.format), static_cast<uint32_t>(m.cols),
+    MatmulFloatPush p{m.address(), x, y, static_cast<uint32_t>(m.format), static_cast<uint32_t>(m.cols),
                       static_cast<uint32_t>(m.rows), static_cast<uint32_t>(tokens), static_cast<uint32_t>(y_stride),
                       accumulate ? 1u : 0u};
     cmd.dispatch(Pipeline::MatmulFloat, &p, sizeof p, groups((m.rows + 7) / 8, dev.max_groups_x()), token_groups);
@@ -455,7 +468,7 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
   const uint32_t gx = dev_->max_groups_x(), gy = dev_->max_groups_y();
   commands_.begin();
   {
-    EmbedPush p{W.embed.buffer.address(), in + tokens_off_, x_.address(), W.embed.layout,
+    EmbedPush p{W.embed.address(), in + tokens_off_, x_.address(), W.embed.layout,
                 static_cast<uint32_t>(W.embed.format), static_cast<uint32_t>(H), static_cast<uint32_t>(n)};
     commands_.dispatch(Pipeline::Embed, &p, sizeof p, groups(n, gx));
   }
