@@ -133,12 +133,9 @@ TEST(VulkanGolden, Phi4Tiny) { golden("phi4-tiny-synth", {"chat"}, 2e-3); }
 // 2589 tokens, past the 2047-key sliding window (about 90 s on lavapipe).
 TEST(VulkanGolden, Phi3TinyMhaPastSlidingWindow) { golden("phi3-tiny-mha", {"window2600"}, 1e-3); }
 
-// 4991 tokens on the long factors and the crossing at 4096 take about six minutes on lavapipe: run
-// with PHINFER_GPU_LONG_TESTS=1. CI covers the crossing on a shortened setting (VulkanVsCpu.LongRopeCrossing).
-TEST(VulkanGolden, LongRopeLongCases) {
-  if (!std::getenv("PHINFER_GPU_LONG_TESTS")) GTEST_SKIP() << "set PHINFER_GPU_LONG_TESTS=1 (about six minutes on lavapipe)";
-  golden("phi3-tiny-gqa-longrope", {"long5000", "cross4096"}, 1e-3);
-}
+// 4991 tokens on the long factors, and the crossing at 4096 (about 100 and 80 s on lavapipe).
+TEST(VulkanGolden, Phi3LongRopeLongFactors) { golden("phi3-tiny-gqa-longrope", {"long5000"}, 1e-3); }
+TEST(VulkanGolden, Phi3LongRopeCrossing4096) { golden("phi3-tiny-gqa-longrope", {"cross4096"}, 1e-3); }
 
 TEST(VulkanGolden, Stories260KGreedy) {
   auto dir = test::shared_path("models/stories260K-phi3");
@@ -268,8 +265,8 @@ std::vector<int32_t> pseudo_prompt(size_t n, uint32_t seed) {
   return p;
 }
 
-// Past the sliding window: phi3-tiny-mha with a 64-key window over 200 tokens (its golden past the
-// real 2047-key window runs in VulkanGolden.Phi3TinyMhaPastSlidingWindow); stored weights and int4.
+// Past the sliding window on converted weights too: phi3-tiny-mha with a 64-key window over 200
+// tokens (the golden past the real 2047-key window is VulkanGolden.Phi3TinyMhaPastSlidingWindow).
 TEST(VulkanVsCpu, PastSlidingWindow) {
   for (const std::string format : {"stored", "int4"}) {
     const auto path = format == "stored" ? test::shared_path("models/phi3-tiny-mha") : test::converted_model("phi3-tiny-mha", format);
@@ -282,7 +279,7 @@ TEST(VulkanVsCpu, PastSlidingWindow) {
 
 // The LongRoPE crossing: phi3-tiny-gqa-longrope with original_max_position_embeddings 128 (a copy of
 // its config; the weights are linked), so 120 prompt tokens and 16 decoded cross to the long factors
-// and recompute. Its golden at the real 4096 runs in VulkanGolden.LongRopeLongCases.
+// and recompute, against the CPU (the golden at the real 4096 is VulkanGolden.Phi3LongRopeCrossing4096).
 TEST(VulkanVsCpu, LongRopeCrossing) {
   const auto src = test::shared_path("models/phi3-tiny-gqa-longrope");
   const auto dir = test::temp_dir("longrope-crossing-128");

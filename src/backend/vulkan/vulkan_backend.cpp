@@ -260,10 +260,12 @@ struct RopeStorePush {
   uint32_t layer, n_heads, n_kv_heads, head_dim, half_rot, q_dim, kv_dim, qkv_stride, rows;
 };
 struct AttentionPush {
-  uint64_t qkv, out, rows_info;
-  uint32_t layer, group, head_dim, q_dim, kv_dim, qkv_stride, rows, n_heads;
+  uint64_t qkv, out, rows_info, jobs;
+  uint32_t layer, group, head_dim, q_dim, kv_dim, qkv_stride, n_jobs, n_heads;
   float scale;
 };
+constexpr int64_t kAttentionRows = 16;       // rows of one sequence per attention workgroup (attention.comp)
+constexpr int64_t kMaxAttentionHeadDim = 128;
 struct SiluMulPush {
   uint64_t gate_up, out;
   uint32_t n, rows;
@@ -288,6 +290,9 @@ class VulkanBackend final : public Backend {
       throw Error(std::string("gpu: the GPU backend keeps its KV cache in f32; the KV cache type ") +
                   model::kv_cache_type_name(o.kv_type) + " is for the cpu device");
     const auto& c = model_->config();
+    if (c.head_dim > kMaxAttentionHeadDim)
+      throw Error("gpu: the attention shader handles heads of up to " + std::to_string(kMaxAttentionHeadDim) +
+                  " dimensions; the model's head_dim is " + std::to_string(c.head_dim));
     const uint64_t need = required_bytes(*model_, 64);
     const uint64_t have = dev_->info().memory_bytes;
     const uint64_t used = dev_->allocated_bytes();
@@ -337,7 +342,7 @@ class VulkanBackend final : public Backend {
   int64_t max_rows_ = 0, max_logit_rows_ = 0;
   Buffer x_, xn_, qkv_, att_, gate_up_, act_, qact_, dx_, sums_, selected_;
   Buffer inputs_, logits_;  // host-visible
-  uint64_t tokens_off_ = 0, cos_off_ = 0, sin_off_ = 0, rows_off_ = 0, logit_rows_off_ = 0;
+  uint64_t tokens_off_ = 0, cos_off_ = 0, sin_off_ = 0, rows_off_ = 0, logit_rows_off_ = 0, jobs_off_ = 0;
   std::vector<float> cos_row_, sin_row_;
 };
 
@@ -364,7 +369,8 @@ void VulkanBackend::ensure(int64_t rows, int64_t logit_rows) {
   sin_off_ = align(cos_off_ + static_cast<uint64_t>(R * half_) * 4);
   rows_off_ = align(sin_off_ + static_cast<uint64_t>(R * half_) * 4);
   logit_rows_off_ = align(rows_off_ + static_cast<uint64_t>(R) * sizeof(RowInfo));
-  inputs_ = Buffer(dev_, logit_rows_off_ + static_cast<uint64_t>(L) * 4, true, "forward inputs");
+  jobs_off_ = align(logit_rows_off_ + static_cast<uint64_t>(L) * 4);
+  inputs_ = Buffer(dev_, jobs_off_ + static_cast<uint64_t>(R) * 8, true, "forward inputs");
   logits_ = Buffer(dev_, static_cast<uint64_t>(L * c.vocab_size) * 4, true, "logits");
   max_rows_ = R;
   max_logit_rows_ = L;
@@ -443,6 +449,8 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
   auto* sinv = reinterpret_cast<float*>(base + sin_off_);
   auto* rows = reinterpret_cast<RowInfo*>(base + rows_off_);
   auto* logit_rows = reinterpret_cast<int32_t*>(base + logit_rows_off_);
+  auto* jobs = reinterpret_cast<uint32_t*>(base + jobs_off_);  // attention: {first row, rows} per block of a sequence
+  int64_t n_jobs = 0;
   const std::optional<int64_t> window = model_->sliding_window();
   int64_t row = 0, lr = 0;
   for (const BatchEntry& e : entries) {
@@ -459,7 +467,13 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
       info.capacity = i32(cache->capacity_, "KV cache capacity");
       info.pad = 0;
     }
-    for (int64_t r : e.logit_rows) logit_rows[lr++] = static_cast<int32_t>(row - static_cast<int64_t>(e.tokens.size()) + r);
+    const int64_t entry_first = row - static_cast<int64_t>(e.tokens.size());
+    for (int64_t r : e.logit_rows) logit_rows[lr++] = static_cast<int32_t>(entry_first + r);
+    for (int64_t t0 = 0; t0 < static_cast<int64_t>(e.tokens.size()); t0 += kAttentionRows) {
+      jobs[2 * n_jobs] = static_cast<uint32_t>(entry_first + t0);
+      jobs[2 * n_jobs + 1] = static_cast<uint32_t>(std::min<int64_t>(kAttentionRows, static_cast<int64_t>(e.tokens.size()) - t0));
+      ++n_jobs;
+    }
   }
 
   const uint64_t in = inputs_.address();
@@ -481,12 +495,12 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
                      static_cast<uint32_t>(c.head_dim), static_cast<uint32_t>(half_), static_cast<uint32_t>(q_dim),
                      static_cast<uint32_t>(kv_dim), static_cast<uint32_t>(qkv_dim), static_cast<uint32_t>(n)};
     commands_.dispatch(Pipeline::RopeStore, &rp, sizeof rp, groups(n, gx));
-    AttentionPush ap{qkv_.address(), att_.address(), in + rows_off_, static_cast<uint32_t>(l),
+    AttentionPush ap{qkv_.address(), att_.address(), in + rows_off_, in + jobs_off_, static_cast<uint32_t>(l),
                      static_cast<uint32_t>(c.num_attention_heads / c.num_key_value_heads), static_cast<uint32_t>(c.head_dim),
                      static_cast<uint32_t>(q_dim), static_cast<uint32_t>(kv_dim), static_cast<uint32_t>(qkv_dim),
-                     static_cast<uint32_t>(n), static_cast<uint32_t>(c.num_attention_heads),
+                     static_cast<uint32_t>(n_jobs), static_cast<uint32_t>(c.num_attention_heads),
                      static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
-    commands_.dispatch(Pipeline::Attention, &ap, sizeof ap, groups(n, gx), groups(c.num_attention_heads, gy));
+    commands_.dispatch(Pipeline::Attention, &ap, sizeof ap, groups(n_jobs, gx), groups(c.num_attention_heads, gy));
     matmul(L.o, att_.address(), n, x_.address(), H, true);
     rms_norm(x_.address(), L.post_norm, xn_.address(), n, 0);
     matmul(L.gate_up, xn_.address(), n, gate_up_.address(), 2 * I, false);
