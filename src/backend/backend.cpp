@@ -23,21 +23,15 @@ int gpu_index(const std::string& device) {
   return std::stoi(n);
 }
 
+#if !PHINFER_HAVE_VULKAN
 std::string names(const std::vector<std::string>& v) {
   std::string list;
   for (const std::string& d : v) list += (list.empty() ? "" : ", ") + d;
   return list;
 }
+#endif
 
 }  // namespace
-
-bool gpu_backend_built() {
-#if PHINFER_HAVE_VULKAN
-  return true;
-#else
-  return false;
-#endif
-}
 
 std::vector<DeviceDescription> list_devices(std::string* gpu_error) {
   std::vector<DeviceDescription> out;

@@ -93,7 +93,5 @@ void check_device(const std::string& device);
 // The read bandwidth of a GPU device's memory in GB/s (a probe shader reading a large buffer;
 // the median of a few runs), for `phinfer bench`; 0 for the CPU (kernels/probe.h measures it).
 double measure_gpu_bandwidth_gbs(const std::string& device);
-// Whether this build has a GPU backend at all.
-bool gpu_backend_built();
 
 }  // namespace phinfer::backend

@@ -60,10 +60,7 @@ Engine::RequestId Engine::Impl::add(GenerationRequest req) {
   if (static_cast<int64_t>(prompt.size()) > context)
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
                 std::to_string(context) + " (max_position_embeddings)");
-  const int32_t vocab = pipe.model->config().vocab_size;
-  for (int32_t id : prompt)
-    if (id < 0 || id >= vocab)
-      throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  model::check_token_ids(prompt, pipe.model->config().vocab_size);
   if (!gc.stop_strings.empty() && !pipe.tokenizer) throw Error("stop strings need a tokenizer.json in the model folder");
   for (const auto& s : gc.stop_strings)
     if (s.empty()) throw Error("a stop string must not be empty");

@@ -36,6 +36,12 @@ static_assert(kKeyBlock <= kernels::kMaxConvertedRows, "a key block is converted
 
 }  // namespace
 
+void check_token_ids(std::span<const int32_t> ids, int64_t vocab_size) {
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocab_size)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+}
+
 SlidingWindow SlidingWindow::parse(const std::string& text) {
   if (text == "auto") return {};
   if (text == "off") return {Mode::Off, 0};
@@ -253,9 +259,7 @@ void Phi3Model::forward(const ForwardBatch& batch, Activations& acts, kernels::T
       throw Error("internal: KV cache of another model shape");
   }
   if (next_row != n) throw Error("internal: forward batch rows are not grouped by sequence");
-  for (int32_t id : batch.tokens)
-    if (id < 0 || id >= c.vocab_size)
-      throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  check_token_ids(batch.tokens, c.vocab_size);
   for (int64_t r : batch.logit_rows)
     if (r < 0 || r >= n) throw Error("internal: logit row out of range");
   // A cache that is too small grows by doubling (a caller that appends token by token pays O(1) per token).

@@ -46,6 +46,9 @@ struct Activations {
   std::vector<AttentionJob> jobs;
 };
 
+// Throws phinfer::Error naming the first id outside [0, vocab_size).
+void check_token_ids(std::span<const int32_t> ids, int64_t vocab_size);
+
 class Phi3Model {
  public:
   // Loads and validates the config and every tensor of a Hugging Face checkpoint folder or a

@@ -38,6 +38,9 @@ uint32_t u32(int64_t v, const char* what) {
   return static_cast<uint32_t>(v);
 }
 
+// Workgroups for n items, within the device's limit (the shaders loop over what is beyond it).
+uint32_t group_count(int64_t n, uint32_t limit) { return static_cast<uint32_t>(std::clamp<int64_t>(n, 1, limit)); }
+
 int32_t i32(int64_t v, const char* what) {
   if (v < 0 || v > static_cast<int64_t>(INT32_MAX)) throw Error(std::string("gpu: ") + what + " is too large for the shaders");
   return static_cast<int32_t>(v);
@@ -89,10 +92,16 @@ struct DeviceWeights {
   uint32_t max_q_words = 0, max_blocks = 0;
 };
 
+// Tied embeddings: lm_head is the embedding matrix itself (uploaded once, read for both).
+bool tied_lm_head(const model::ModelWeights& w) {
+  return w.lm_head.data == w.embed_tokens.data && w.lm_head.format == w.embed_tokens.format &&
+         w.lm_head.bytes() == w.embed_tokens.bytes();
+}
+
 uint64_t weight_bytes(const model::Phi3Model& m) {
   const auto& w = m.weights();
   const auto& c = m.config();
-  uint64_t total = w.embed_tokens.bytes() + (w.lm_head.data == w.embed_tokens.data ? 0 : w.lm_head.bytes());
+  uint64_t total = w.embed_tokens.bytes() + (tied_lm_head(w) ? 0 : w.lm_head.bytes());
   for (const auto& L : w.layers) total += L.qkv_proj.bytes() + L.o_proj.bytes() + L.gate_up_proj.bytes() + L.down_proj.bytes();
   total += static_cast<uint64_t>((2 * c.num_hidden_layers + 1) * c.hidden_size) * 4;
   return total;
@@ -146,8 +155,8 @@ std::shared_ptr<DeviceWeights> upload_weights(const std::shared_ptr<Device>& dev
   };
   const auto& w = m.weights();
   out->embed = matrix(w.embed_tokens, "model.embed_tokens.weight");
-  if (w.lm_head.data == w.embed_tokens.data && w.lm_head.format == w.embed_tokens.format && w.lm_head.bytes() == w.embed_tokens.bytes()) {
-    out->lm_head = describe_matrix(w.lm_head);  // tied embeddings: one upload
+  if (tied_lm_head(w)) {
+    out->lm_head = describe_matrix(w.lm_head);
     out->lm_head.same_as = &out->embed.buffer;
   } else {
     out->lm_head = matrix(w.lm_head, "lm_head.weight");
@@ -188,15 +197,7 @@ class VulkanCache final : public SequenceCache {
     const uint64_t bytes = static_cast<uint64_t>(layers_ * positions * kv_dim_) * 4;
     Buffer k(dev_, bytes, false, "KV cache keys (" + std::to_string(positions) + " positions)");
     Buffer v(dev_, bytes, false, "KV cache values (" + std::to_string(positions) + " positions)");
-    if (length_ > 0) {
-      std::vector<VkBufferCopy> regions;
-      const uint64_t row = static_cast<uint64_t>(kv_dim_) * 4;
-      for (int64_t l = 0; l < layers_; ++l)
-        regions.push_back({static_cast<uint64_t>(l * capacity_) * row, static_cast<uint64_t>(l * positions) * row,
-                           static_cast<uint64_t>(length_) * row});
-      dev_->copy_now(k_, k, regions);
-      dev_->copy_now(v_, v, regions);
-    }
+    copy_positions(length_, k, v, positions);
     k_ = std::move(k);
     v_ = std::move(v);
     capacity_ = positions;
@@ -208,19 +209,25 @@ class VulkanCache final : public SequenceCache {
     const int64_t n = std::min(length, length_);
     if (n > 0) {
       copy->reserve(std::max(capacity, n));
-      std::vector<VkBufferCopy> regions;
-      const uint64_t row = static_cast<uint64_t>(kv_dim_) * 4;
-      for (int64_t l = 0; l < layers_; ++l)
-        regions.push_back({static_cast<uint64_t>(l * capacity_) * row, static_cast<uint64_t>(l * copy->capacity_) * row,
-                           static_cast<uint64_t>(n) * row});
-      dev_->copy_now(k_, copy->k_, regions);
-      dev_->copy_now(v_, copy->v_, regions);
+      copy_positions(n, copy->k_, copy->v_, copy->capacity_);
       copy->length_ = n;
       copy->table_ = table_;
     } else if (capacity > 0) {
       copy->reserve(capacity);
     }
     return copy;
+  }
+
+  // Copies positions [0, n) of every layer into buffers laid out for `to_capacity` positions.
+  void copy_positions(int64_t n, const Buffer& to_k, const Buffer& to_v, int64_t to_capacity) const {
+    if (n <= 0) return;
+    std::vector<VkBufferCopy> regions;
+    const uint64_t row = static_cast<uint64_t>(kv_dim_) * 4;
+    for (int64_t l = 0; l < layers_; ++l)
+      regions.push_back({static_cast<uint64_t>(l * capacity_) * row, static_cast<uint64_t>(l * to_capacity) * row,
+                         static_cast<uint64_t>(n) * row});
+    dev_->copy_now(k_, to_k, regions);
+    dev_->copy_now(v_, to_v, regions);
   }
 
   std::shared_ptr<Device> dev_;
@@ -330,7 +337,6 @@ class VulkanBackend final : public Backend {
   void ensure(int64_t rows, int64_t logit_rows);
   void matmul(const DeviceMatrix& m, uint64_t x, int64_t tokens, uint64_t y, int64_t y_stride, bool accumulate);
   void rms_norm(uint64_t x, const Buffer& weight, uint64_t out, int64_t rows, uint64_t rows_index);
-  uint32_t groups(int64_t n, uint32_t limit) const { return static_cast<uint32_t>(std::clamp<int64_t>(n, 1, limit)); }
 
   std::shared_ptr<Device> dev_;
   std::shared_ptr<const model::Phi3Model> model_;
@@ -343,7 +349,6 @@ class VulkanBackend final : public Backend {
   Buffer x_, xn_, qkv_, att_, gate_up_, act_, qact_, dx_, sums_, selected_;
   Buffer inputs_, logits_;  // host-visible
   uint64_t tokens_off_ = 0, cos_off_ = 0, sin_off_ = 0, rows_off_ = 0, logit_rows_off_ = 0, jobs_off_ = 0;
-  std::vector<float> cos_row_, sin_row_;
 };
 
 void VulkanBackend::ensure(int64_t rows, int64_t logit_rows) {
@@ -374,8 +379,6 @@ void VulkanBackend::ensure(int64_t rows, int64_t logit_rows) {
   logits_ = Buffer(dev_, static_cast<uint64_t>(L * c.vocab_size) * 4, true, "logits");
   max_rows_ = R;
   max_logit_rows_ = L;
-  cos_row_.resize(static_cast<size_t>(half_));
-  sin_row_.resize(static_cast<size_t>(half_));
 }
 
 // Records y (+)= W x: activation quantization and the integer product for Int8/Int4, else the
@@ -383,22 +386,21 @@ void VulkanBackend::ensure(int64_t rows, int64_t logit_rows) {
 // integer_dot: with the dot-product instruction shader (the same results, bit for bit).
 void record_matmul(Commands& cmd, const Device& dev, const DeviceMatrix& m, uint64_t x, int64_t tokens, uint64_t y,
                    int64_t y_stride, bool accumulate, uint64_t q, uint64_t dx, uint64_t sums, bool integer_dot) {
-  auto groups = [](int64_t n, uint32_t limit) { return static_cast<uint32_t>(std::clamp<int64_t>(n, 1, limit)); };
-  const uint32_t token_groups = groups((tokens + kTokenTile - 1) / kTokenTile, dev.max_groups_y());
+  const uint32_t token_groups = group_count((tokens + kTokenTile - 1) / kTokenTile, dev.max_groups_y());
   if (m.quantized()) {
     QuantizeActPush qp{x, q, dx, sums, m.layout, static_cast<uint32_t>(m.cols), static_cast<uint32_t>(tokens), m.q_words};
-    cmd.dispatch(Pipeline::QuantizeAct, &qp, sizeof qp, groups(m.layout.n_blocks, dev.max_groups_x()),
-                 groups(tokens, dev.max_groups_y()));
+    cmd.dispatch(Pipeline::QuantizeAct, &qp, sizeof qp, group_count(m.layout.n_blocks, dev.max_groups_x()),
+                 group_count(tokens, dev.max_groups_y()));
     MatmulQuantPush p{m.address(), q, dx, sums, y, m.layout, static_cast<uint32_t>(m.cols),
                       static_cast<uint32_t>(m.rows), static_cast<uint32_t>(tokens), static_cast<uint32_t>(y_stride),
                       accumulate ? 1u : 0u, m.q_words};
     cmd.dispatch(integer_dot ? Pipeline::MatmulQuantDot : Pipeline::MatmulQuant, &p, sizeof p,
-                 groups((m.rows + 15) / 16, dev.max_groups_x()), token_groups);
+                 group_count((m.rows + 15) / 16, dev.max_groups_x()), token_groups);
   } else {
     MatmulFloatPush p{m.address(), x, y, static_cast<uint32_t>(m.format), static_cast<uint32_t>(m.cols),
                       static_cast<uint32_t>(m.rows), static_cast<uint32_t>(tokens), static_cast<uint32_t>(y_stride),
                       accumulate ? 1u : 0u};
-    cmd.dispatch(Pipeline::MatmulFloat, &p, sizeof p, groups((m.rows + 7) / 8, dev.max_groups_x()), token_groups);
+    cmd.dispatch(Pipeline::MatmulFloat, &p, sizeof p, group_count((m.rows + 7) / 8, dev.max_groups_x()), token_groups);
   }
 }
 
@@ -411,7 +413,7 @@ void VulkanBackend::rms_norm(uint64_t x, const Buffer& weight, uint64_t out, int
   const auto& c = model_->config();
   RmsNormPush p{x, weight.address(), out, rows_index, static_cast<uint32_t>(c.hidden_size), static_cast<uint32_t>(rows),
                 static_cast<float>(c.rms_norm_eps)};
-  commands_.dispatch(Pipeline::RmsNorm, &p, sizeof p, groups(rows, dev_->max_groups_x()));
+  commands_.dispatch(Pipeline::RmsNorm, &p, sizeof p, group_count(rows, dev_->max_groups_x()));
 }
 
 std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entries) {
@@ -425,9 +427,7 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
     if (e.tokens.empty()) throw Error("internal: forward batch entry without tokens");
     if (cache->length_ > 0 && cache->table_ != e.table)
       throw Error("internal: KV cache was built with the other LongRoPE table; recompute the sequence");
-    for (int32_t id : e.tokens)
-      if (id < 0 || id >= c.vocab_size)
-        throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+    model::check_token_ids(e.tokens, c.vocab_size);
     for (int64_t r : e.logit_rows)
       if (r < 0 || r >= static_cast<int64_t>(e.tokens.size())) throw Error("internal: logit row out of range");
     n += static_cast<int64_t>(e.tokens.size());
@@ -484,7 +484,7 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
   {
     EmbedPush p{W.embed.address(), in + tokens_off_, x_.address(), W.embed.layout,
                 static_cast<uint32_t>(W.embed.format), static_cast<uint32_t>(H), static_cast<uint32_t>(n)};
-    commands_.dispatch(Pipeline::Embed, &p, sizeof p, groups(n, gx));
+    commands_.dispatch(Pipeline::Embed, &p, sizeof p, group_count(n, gx));
   }
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& L = W.layers[static_cast<size_t>(l)];
@@ -494,18 +494,18 @@ std::span<const float> VulkanBackend::forward(std::span<const BatchEntry> entrie
                      static_cast<uint32_t>(c.num_attention_heads), static_cast<uint32_t>(c.num_key_value_heads),
                      static_cast<uint32_t>(c.head_dim), static_cast<uint32_t>(half_), static_cast<uint32_t>(q_dim),
                      static_cast<uint32_t>(kv_dim), static_cast<uint32_t>(qkv_dim), static_cast<uint32_t>(n)};
-    commands_.dispatch(Pipeline::RopeStore, &rp, sizeof rp, groups(n, gx));
+    commands_.dispatch(Pipeline::RopeStore, &rp, sizeof rp, group_count(n, gx));
     AttentionPush ap{qkv_.address(), att_.address(), in + rows_off_, in + jobs_off_, static_cast<uint32_t>(l),
                      static_cast<uint32_t>(c.num_attention_heads / c.num_key_value_heads), static_cast<uint32_t>(c.head_dim),
                      static_cast<uint32_t>(q_dim), static_cast<uint32_t>(kv_dim), static_cast<uint32_t>(qkv_dim),
                      static_cast<uint32_t>(n_jobs), static_cast<uint32_t>(c.num_attention_heads),
                      static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)))};
-    commands_.dispatch(Pipeline::Attention, &ap, sizeof ap, groups(n_jobs, gx), groups(c.num_attention_heads, gy));
+    commands_.dispatch(Pipeline::Attention, &ap, sizeof ap, group_count(n_jobs, gx), group_count(c.num_attention_heads, gy));
     matmul(L.o, att_.address(), n, x_.address(), H, true);
     rms_norm(x_.address(), L.post_norm, xn_.address(), n, 0);
     matmul(L.gate_up, xn_.address(), n, gate_up_.address(), 2 * I, false);
     SiluMulPush sp{gate_up_.address(), act_.address(), static_cast<uint32_t>(I), static_cast<uint32_t>(n)};
-    commands_.dispatch(Pipeline::SiluMul, &sp, sizeof sp, groups((n * I + kGroup - 1) / kGroup, gx));
+    commands_.dispatch(Pipeline::SiluMul, &sp, sizeof sp, group_count((n * I + kGroup - 1) / kGroup, gx));
     matmul(L.down, act_.address(), n, x_.address(), H, true);
   }
   if (n_logits > 0) {

@@ -140,26 +140,20 @@ bool has_extension(const Device::Api& api, VkPhysicalDevice pd, const char* name
   return false;
 }
 
-// Whether mixed-signedness int8 dot products (what the int8/int4 matmul needs) run in hardware; only
-// for devices with VK_KHR_shader_integer_dot_product or Vulkan 1.3.
-bool integer_dot_in_hardware(const Device::Api& api, VkPhysicalDevice pd) {
-  VkPhysicalDeviceShaderIntegerDotProductProperties dot{};
-  dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
-  VkPhysicalDeviceProperties2 p2{};
-  p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-  p2.pNext = &dot;
-  api.vkGetPhysicalDeviceProperties2(pd, &p2);
-  return dot.integerDotProduct4x8BitPackedMixedSignednessAccelerated == VK_TRUE;
-}
-
 PhysicalDeviceInfo describe(int index, VkPhysicalDevice pd) {
   const Device::Api& api = Instance::get().api;
   PhysicalDeviceInfo d;
   d.index = index;
   VkPhysicalDeviceProperties p{};
   api.vkGetPhysicalDeviceProperties(pd, &p);
+  // Integer dot products: core in Vulkan 1.3, else the extension; their structures are chained
+  // into the queries below only where the device knows them.
+  const bool knows_dot = p.apiVersion >= VK_API_VERSION_1_3 || has_extension(api, pd, "VK_KHR_shader_integer_dot_product");
+  VkPhysicalDeviceShaderIntegerDotProductProperties dot_props{};
+  dot_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES;
   VkPhysicalDeviceMaintenance3Properties m3{};
   m3.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES;
+  if (knows_dot) m3.pNext = &dot_props;
   VkPhysicalDeviceProperties2 p2{};
   p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
   p2.pNext = &m3;
@@ -174,9 +168,11 @@ PhysicalDeviceInfo describe(int index, VkPhysicalDevice pd) {
   for (uint32_t i = 0; i < mem.memoryHeapCount; ++i)
     if (mem.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) d.memory_bytes = std::max<uint64_t>(d.memory_bytes, mem.memoryHeaps[i].size);
 
+  VkPhysicalDeviceShaderIntegerDotProductFeatures dot{};
+  dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
   VkPhysicalDeviceVulkan12Features f12{};
-
   f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+  if (knows_dot) f12.pNext = &dot;
   VkPhysicalDeviceFeatures2 f{};
   f.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
   f.pNext = &f12;
@@ -188,13 +184,14 @@ PhysicalDeviceInfo describe(int index, VkPhysicalDevice pd) {
     if (!f.features.shaderInt64) missing.push_back("shaderInt64");
     if (f12.shaderFloat16) d.features.push_back("fp16 arithmetic");
     if (f12.shaderInt8) d.features.push_back("int8 arithmetic");
+    d.integer_dot = dot.shaderIntegerDotProduct == VK_TRUE;
+    d.integer_dot_hardware = d.integer_dot && dot_props.integerDotProduct4x8BitPackedMixedSignednessAccelerated == VK_TRUE;
   }
-  if (p.limits.maxComputeWorkGroupInvocations < 256 || p.limits.maxComputeSharedMemorySize < 4096 ||
+  if (p.limits.maxComputeWorkGroupInvocations < 256 || p.limits.maxComputeSharedMemorySize < 16384 ||
       p.limits.maxPushConstantsSize < 128)
-    missing.push_back("compute limits (256 invocations, 4 KiB shared memory, 128 bytes of push constants)");
-  if (has_extension(api, pd, "VK_KHR_shader_integer_dot_product") || p.apiVersion >= VK_API_VERSION_1_3)
-    d.features.push_back(integer_dot_in_hardware(api, pd) ? "int8 dot product (hardware, used)"
-                                                           : "int8 dot product (emulated, not used)");
+    missing.push_back("compute limits (256 invocations, 16 KiB shared memory, 128 bytes of push constants)");
+  if (d.integer_dot)
+    d.features.push_back(d.integer_dot_hardware ? "int8 dot product (hardware, used)" : "int8 dot product (emulated, not used)");
   if (has_extension(api, pd, "VK_KHR_cooperative_matrix")) d.features.push_back("cooperative matrix");
   uint32_t nq = 0;
   api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, nullptr);
@@ -277,18 +274,8 @@ Device::Device(int index) {
   qci.queueFamilyIndex = queue_family_;
   qci.queueCount = 1;
   qci.pQueuePriorities = &priority;
-  // Integer dot products: core in Vulkan 1.3, else the extension.
   VkPhysicalDeviceProperties props{};
   api->vkGetPhysicalDeviceProperties(physical_, &props);
-  const bool dot_extension = has_extension(*api, physical_, "VK_KHR_shader_integer_dot_product");
-  VkPhysicalDeviceShaderIntegerDotProductFeatures dot_query{};
-  dot_query.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
-  VkPhysicalDeviceFeatures2 query{};
-  query.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-  query.pNext = &dot_query;
-  if (dot_extension || props.apiVersion >= VK_API_VERSION_1_3) api->vkGetPhysicalDeviceFeatures2(physical_, &query);
-  integer_dot_ = dot_query.shaderIntegerDotProduct == VK_TRUE;
-  integer_dot_accelerated_ = integer_dot_ && integer_dot_in_hardware(*api, physical_);
 
   VkPhysicalDeviceShaderIntegerDotProductFeatures dot{};
   dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
@@ -296,7 +283,7 @@ Device::Device(int index) {
   VkPhysicalDeviceVulkan12Features f12{};
   f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
   f12.bufferDeviceAddress = VK_TRUE;
-  if (integer_dot_) f12.pNext = &dot;
+  if (info_.integer_dot) f12.pNext = &dot;
   VkPhysicalDeviceFeatures2 f{};
   f.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
   f.pNext = &f12;
@@ -307,7 +294,7 @@ Device::Device(int index) {
   dci.pNext = &f;
   dci.queueCreateInfoCount = 1;
   dci.pQueueCreateInfos = &qci;
-  if (integer_dot_ && props.apiVersion < VK_API_VERSION_1_3) {
+  if (info_.integer_dot && props.apiVersion < VK_API_VERSION_1_3) {
     dci.enabledExtensionCount = 1;
     dci.ppEnabledExtensionNames = &dot_name;
   }
@@ -363,7 +350,7 @@ Device::Device(int index) {
   };
   static_assert(std::size(codes) == static_cast<size_t>(Pipeline::Count));
   for (const Code& c : codes) {
-    if (&c == &codes[static_cast<size_t>(Pipeline::MatmulQuantDot)] && !integer_dot_) {
+    if (&c == &codes[static_cast<size_t>(Pipeline::MatmulQuantDot)] && !info_.integer_dot) {
       pipelines_.push_back(VK_NULL_HANDLE);  // the device cannot run it
       continue;
     }

@@ -32,6 +32,8 @@ struct PhysicalDeviceInfo {
   bool usable = false;         // has what this backend needs
   std::string missing;         // why not, when !usable
   std::vector<std::string> features;  // optional features present: fp16, int8 dot product, cooperative matrix, ...
+  bool integer_dot = false;           // shaderIntegerDotProduct (VK_KHR_shader_integer_dot_product or Vulkan 1.3)
+  bool integer_dot_hardware = false;  // and mixed-signedness 4x8-bit packed dot products in hardware
 };
 
 // Every Vulkan device of the machine; throws phinfer::Error when there is no loader or driver.
@@ -116,8 +118,8 @@ class Device : public std::enable_shared_from_this<Device> {
   uint64_t allocated_bytes() const { return allocated_; }
   // Whether the device runs the integer dot-product shader (VK_KHR_shader_integer_dot_product), and
   // whether it has hardware for it (then the backend uses it; else the portable shader is as fast).
-  bool integer_dot() const { return integer_dot_; }
-  bool integer_dot_accelerated() const { return integer_dot_accelerated_; }
+  bool integer_dot() const { return info_.integer_dot; }
+  bool integer_dot_accelerated() const { return info_.integer_dot_hardware; }
 
   // Copies host bytes into a device buffer at `offset` (through a host-visible staging buffer).
   void upload(const Buffer& to, uint64_t offset, const void* data, uint64_t bytes);
@@ -145,7 +147,6 @@ class Device : public std::enable_shared_from_this<Device> {
   uint32_t queue_family_ = 0;
   uint32_t device_type_ = 0, host_type_ = 0;
   uint32_t max_groups_[3] = {};
-  bool integer_dot_ = false, integer_dot_accelerated_ = false;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   std::vector<VkPipeline> pipelines_;
   std::mutex queue_mu_, staging_mu_;
