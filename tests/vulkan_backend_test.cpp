@@ -10,9 +10,11 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <random>
 
 #include "backend/backend.h"
 #include "converted_models.h"
+#include "kernels/quant.h"
 #include "model/phi3.h"
 #include "phinfer/error.h"
 #include "phinfer/pipeline.h"
@@ -445,17 +447,6 @@ TEST(VulkanDevices, BandwidthProbeMeasures) {
   std::printf("[ gpu ] bandwidth probe on gpu:0: %.1f GB/s\n", gbps);
 }
 
-}  // namespace
-}  // namespace phinfer
-#endif  // PHINFER_HAVE_VULKAN
-
-#if PHINFER_HAVE_VULKAN
-#include <random>
-
-#include "kernels/quant.h"
-
-namespace phinfer {
-namespace {
 
 // The matrix product alone against kernels::matmul, over formats, group sizes and shapes with
 // short last blocks and partial tiles.
@@ -506,4 +497,4 @@ TEST(VulkanKernels, MatmulMatchesCpu) {
 
 }  // namespace
 }  // namespace phinfer
-#endif
+#endif  // PHINFER_HAVE_VULKAN
