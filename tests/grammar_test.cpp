@@ -364,6 +364,72 @@ TEST(TokenMask, TokensSpanningSeveralSymbolsOnPhi4) {
 }
 
 // Random walks over allowed tokens: a mask is never empty, and bounded schemas always end.
+// The token-class shortcut (tokens of one character class decided by their character count, the
+// trie walked only elsewhere) gives exactly the full walk's mask, state after state, on both
+// vocabularies and on grammars where the class is read whole, in part, or inside bounded, exact
+// and unbounded repetitions; and it is taken where it matters (inside strings).
+TEST(TokenMask, TokenClassShortcutEqualsTheFullWalk) {
+  const char* grammars[] = {
+      // JSON strings: bounded, exact, unbounded, with a minimum; an enum; an integer.
+      R"({"type":"object","properties":{"a":{"type":"string","maxLength":5},"b":{"type":"string","minLength":2,"maxLength":2},
+          "c":{"type":"string"},"d":{"type":"string","minLength":3,"maxLength":30},"e":{"enum":["x\"y","ü€"]},
+          "f":{"type":"integer","minimum":-5,"maximum":99999}},"required":["a","b","c","d","e","f"]})",
+      // Formats (ASCII classes) and nested arrays of strings.
+      R"({"type":"array","items":{"type":"object","properties":{"m":{"format":"email"},"u":{"format":"uuid"},
+          "t":{"type":"array","items":{"type":"string","maxLength":3},"maxItems":3}},"required":["m","u","t"]},"maxItems":2})",
+      nullptr,  // GBNF grammars below
+  };
+  const char* gbnf_texts[] = {
+      // Letters and digits of several lengths, then an ASCII class that holds only part of them.
+      R"(root ::= [a-zA-Z0-9]{2,7} "-" [a-z]+ "." [0-9a-f]{0,4} ";")",
+      // A class with non-ASCII members, a partly overlapping one, and text that may end anywhere.
+      R"(root ::= "«" [^"\\\x00-\x1F]{0,9} "»" [a-zé€]* ("!" | [0-9]{1,3})?)",
+      // Alternatives that read the same class differently (one stops early).
+      R"(root ::= ([a-z]{1,3} | [a-z0-9]{1,5}) " " ([^"\\\x00-\x1F] | "\"")* "\"")",
+  };
+  std::vector<Grammar> gs;
+  for (const char* t : grammars)
+    if (t) gs.push_back(schema(t));
+  for (const char* t : gbnf_texts) gs.push_back(gbnf(t));
+  gs.push_back(Grammar::any_json_object());
+  for (const Vocab* v : {&phi3(), &phi4()}) {
+    size_t states = 0, shortcuts = 0, string_shortcuts = 0;
+    for (const Grammar& g : gs) {
+      std::mt19937 rng(11);
+      for (int walk = 0; walk < 4; ++walk) {
+        Matcher m(g.impl->rules);
+        grammar::TokenMasker fast, full;
+        full.use_token_classes(false);
+        grammar::TokenMask got, expect;
+        bool at_start = true;
+        for (int step = 0; step < 40; ++step) {
+          fast.compute(m, *v->vocab, at_start, got);
+          full.compute(m, *v->vocab, at_start, expect);
+          ASSERT_EQ(got, expect) << "state " << step << " of walk " << walk << " of " << g.gbnf();
+          ++states;
+          if (fast.last_shortcut()) ++shortcuts;
+          if (fast.last_shortcut() == grammar::TokenClass::JsonStringChar) ++string_shortcuts;
+          std::vector<int32_t> ids;
+          for (int32_t id = 0; id < v->vocab->mask_size(); ++id)
+            if (bit(got, id)) ids.push_back(id);
+          if (ids.empty()) break;  // the text is complete: nothing may follow
+          // Short tokens most of the time, so walks reach every part of the grammar.
+          int32_t pick = ids[rng() % ids.size()];
+          for (int k = 0; k < 2; ++k) {
+            const int32_t other = ids[rng() % ids.size()];
+            if (v->vocab->bytes(other, at_start).size() < v->vocab->bytes(pick, at_start).size()) pick = other;
+          }
+          ASSERT_TRUE(m.accept(v->vocab->bytes(pick, at_start)));
+          at_start = false;
+        }
+      }
+    }
+    // The shortcut is not a no-op: it decided most states, many of them inside JSON strings.
+    EXPECT_GT(shortcuts * 2, states) << shortcuts << " of " << states;
+    EXPECT_GT(string_shortcuts * 10, states) << string_shortcuts << " of " << states;
+  }
+}
+
 TEST(TokenMask, RandomWalksNeverDeadEnd) {
   const char* schemas[] = {
       kPersonSchema,

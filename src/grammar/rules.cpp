@@ -84,6 +84,18 @@ uint32_t step_char(const CharClass& c, uint32_t sub, uint8_t b) {
   return viable(c, v, n, k);
 }
 
+CharClass make_char_class(std::vector<std::pair<char32_t, char32_t>> ranges) {
+  CharClass c;
+  c.ranges = std::move(ranges);
+  for (unsigned b = 0; b < 0x80; ++b)
+    if (intersects(c, b, b)) insert(c.first, static_cast<uint8_t>(b));
+  for (unsigned b = 0xC2; b <= 0xF4; ++b) {
+    const uint32_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    if (viable(c, b & (0x7Fu >> n), n, n - 1) != kCharFail) insert(c.first, static_cast<uint8_t>(b));
+  }
+  return c;
+}
+
 Symbol RuleBuilder::char_class(const std::vector<std::pair<char32_t, char32_t>>& ranges_in) {
   // Normalize: sorted, merged, surrogates and values past U+10FFFF removed (not valid UTF-8).
   std::vector<std::pair<char32_t, char32_t>> ranges;
@@ -114,16 +126,8 @@ Symbol RuleBuilder::char_class(const std::vector<std::pair<char32_t, char32_t>>&
       for (char32_t c = lo; c <= hi; ++c) insert(ascii, static_cast<uint8_t>(c));
     result = {false, byte_set(ascii)};
   } else {
-    CharClass c;
-    c.ranges = merged;
-    for (unsigned b = 0; b < 0x80; ++b)
-      if (intersects(c, b, b)) insert(c.first, static_cast<uint8_t>(b));
-    for (unsigned b = 0xC2; b <= 0xF4; ++b) {
-      const uint32_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
-      if (viable(c, b & (0x7Fu >> n), n, n - 1) != kCharFail) insert(c.first, static_cast<uint8_t>(b));
-    }
     result = {false, static_cast<uint32_t>(char_classes_.size()), true};
-    char_classes_.push_back(std::move(c));
+    char_classes_.push_back(make_char_class(merged));
   }
   classes_.emplace(std::move(merged), result);
   return result;

@@ -38,6 +38,8 @@ inline constexpr uint32_t kCharDone = 0xFFFFFFFE;
 // Reads one byte of a character: kCharFail, kCharDone (a member complete) or the new sub-state
 // (never 0; 0 is the state before the first byte).
 uint32_t step_char(const CharClass& c, uint32_t sub, uint8_t byte);
+// The class of these code point ranges (sorted, disjoint, no surrogates, at most U+10FFFF).
+CharClass make_char_class(std::vector<std::pair<char32_t, char32_t>> ranges);
 
 struct Rules {
   std::vector<Element> elements;

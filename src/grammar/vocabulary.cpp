@@ -51,6 +51,74 @@ TokenTrie build_trie(const std::vector<std::string>& bytes) {
 
 std::atomic<uint64_t> next_serial{1};
 
+std::vector<std::pair<char32_t, char32_t>> class_ranges(TokenClass c) {
+  switch (c) {
+    case TokenClass::JsonStringChar: return {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0xD7FF}, {0xE000, 0x10FFFF}};
+    case TokenClass::JsonStringAscii: return {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0x7F}};
+    case TokenClass::AsciiAlnum: return {{0x30, 0x39}, {0x41, 0x5A}, {0x61, 0x7A}};
+  }
+  return {};
+}
+
+// A token's bytes read as characters of the class, with the grammar's own UTF-8 reader: the
+// number of whole characters, and whether the bytes end inside one more. False when some byte
+// does not continue a member (then the token is not of the class).
+bool read_as_class(const CharClass& members, const std::string& bytes, size_t& whole, bool& partial) {
+  whole = 0;
+  uint32_t sub = 0;
+  for (unsigned char b : bytes) {
+    sub = step_char(members, sub, b);
+    if (sub == kCharFail) return false;
+    if (sub == kCharDone) ++whole, sub = 0;
+  }
+  partial = sub != 0;
+  return true;
+}
+
+TokenClassIndex index_class(TokenClass c, const TokenTrie& trie, const std::vector<std::string>& bytes,
+                            size_t mask_words) {
+  TokenClassIndex x;
+  x.token_class = c;
+  x.members = make_char_class(class_ranges(c));
+  for (unsigned b = 0; b < 0x80; ++b)
+    if (contains(x.members.first, static_cast<uint8_t>(b))) insert(x.ascii, static_cast<uint8_t>(b));
+  x.has_non_ascii = x.members.ranges.back().second >= 0x80;
+  // Tokens in trie order, so a subtree's tokens are one run of `outside`.
+  std::vector<uint32_t> outside(trie.tokens.size() + 1, 0);  // prefix counts of tokens not of the class
+  std::vector<std::vector<int32_t>> exact(kMaxClassChars + 1);
+  for (size_t i = 0; i < trie.tokens.size(); ++i) {
+    const int32_t id = trie.tokens[i];
+    size_t whole = 0;
+    bool partial = false;
+    const bool in = read_as_class(x.members, bytes[static_cast<size_t>(id)], whole, partial) &&
+                    whole <= kMaxClassChars && (partial ? x.has_non_ascii : whole > 0);
+    outside[i + 1] = outside[i] + (in ? 0 : 1);
+    if (!in) continue;
+    if (partial) {
+      if (x.partial.size() <= whole) x.partial.resize(whole + 1);
+      x.partial[whole].push_back(id);
+    } else {
+      exact[whole].push_back(id);
+    }
+  }
+  size_t longest = 0;
+  for (size_t k = 1; k <= kMaxClassChars; ++k)
+    if (!exact[k].empty()) longest = k;
+  x.up_to.assign(longest + 1, std::vector<uint64_t>(mask_words, 0));
+  for (size_t k = 1; k <= longest; ++k) {
+    x.up_to[k] = x.up_to[k - 1];
+    for (int32_t id : exact[k]) x.up_to[k][static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+  }
+  x.must_walk.resize(trie.nodes.size());
+  for (size_t k = 0; k < trie.nodes.size(); ++k) {
+    const size_t end = trie.nodes[k].subtree_end;
+    const size_t first = trie.nodes[k].tokens_begin;
+    const size_t last = end < trie.nodes.size() ? trie.nodes[end].tokens_begin : trie.tokens.size();
+    x.must_walk[k] = outside[last] != outside[first];
+  }
+  return x;
+}
+
 }  // namespace
 
 std::shared_ptr<const Vocabulary> Vocabulary::build(const Tokenizer& tok, int32_t mask_size) {
@@ -73,6 +141,12 @@ std::shared_ptr<const Vocabulary> Vocabulary::build(const Tokenizer& tok, int32_
   v->trie_ = build_trie(v->bytes_);
   if (v->start_differs_) v->start_trie_ = build_trie(v->start_bytes_);
   else v->start_bytes_.clear();
+  for (size_t c = 0; c < kTokenClasses; ++c) {
+    v->trie_.classes[c] = index_class(static_cast<TokenClass>(c), v->trie_, v->bytes_, v->mask_words());
+    if (v->start_differs_)
+      v->start_trie_.classes[c] =
+          index_class(static_cast<TokenClass>(c), v->start_trie_, v->start_bytes_, v->mask_words());
+  }
   return v;
 }
 

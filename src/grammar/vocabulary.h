@@ -7,14 +7,42 @@
 // space (Phi-3's "▁the" is "the" at the start of a decode and " the" after). Special tokens and
 // tokens with no bytes are in neither trie: the grammar never allows them (end-of-sequence ids are
 // allowed separately, where the grammar may end).
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "grammar/rules.h"
 #include "phinfer/tokenizer.h"
 
 namespace phinfer::grammar {
+
+// Tokens made only of characters of one common class (JSON string characters, ASCII letters and
+// digits, ...). From a parse state in which every stack reads any character of the class alike,
+// or none of them, such a token is accepted or refused by its character count alone: the token
+// mask takes these tokens from the sets below and walks the trie only where other tokens are.
+enum class TokenClass : uint8_t {
+  JsonStringChar,   // U+0020 and above but '"' and '\\' (what a JSON string holds unescaped)
+  JsonStringAscii,  // its ASCII part
+  AsciiAlnum,       // [0-9A-Za-z]
+};
+inline constexpr size_t kTokenClasses = 3;
+inline constexpr size_t kMaxClassChars = 48;  // longer tokens are walked like any other
+
+struct TokenClassIndex {
+  TokenClass token_class{};
+  CharClass members;             // the class's code points (and the bytes that begin one)
+  ByteSet ascii{};               // its ASCII members
+  bool has_non_ascii = false;
+  // up_to[c]: the tokens of 1..c whole characters of the class (c < up_to.size()).
+  std::vector<std::vector<uint64_t>> up_to;
+  // partial[c]: the tokens of c whole characters followed by the first bytes of another one
+  // (a character split between tokens; only for classes past ASCII).
+  std::vector<std::vector<int32_t>> partial;
+  // Per trie node: 1 when its subtree holds a token not of the class (the walk must go there).
+  std::vector<uint8_t> must_walk;
+};
 
 struct TokenTrie {
   // Nodes in depth-first order: a node's descendants are the nodes up to subtree_end.
@@ -27,6 +55,7 @@ struct TokenTrie {
   std::vector<Node> nodes;
   std::vector<int32_t> tokens;
   uint16_t max_depth = 0;
+  std::array<TokenClassIndex, kTokenClasses> classes;
 };
 
 inline constexpr size_t kMaxTokenBytes = 4096;  // longer tokens are never allowed under a grammar
