@@ -365,9 +365,10 @@ TEST(TokenMask, TokensSpanningSeveralSymbolsOnPhi4) {
 
 // Random walks over allowed tokens: a mask is never empty, and bounded schemas always end.
 // The token-class shortcut (tokens of one character class decided by their character count, the
-// trie walked only elsewhere) gives exactly the full walk's mask, state after state, on both
-// vocabularies and on grammars where the class is read whole, in part, or inside bounded, exact
-// and unbounded repetitions; and it is taken where it matters (inside strings).
+// trie walked only elsewhere, chains of the class restarted below other characters, the grammar's
+// own character sets indexed on first use) gives exactly the full walk's mask, state after state,
+// on both vocabularies and on grammars where the class is read whole, in part, or inside bounded,
+// exact and unbounded repetitions; and it is taken where it matters (inside strings, formats).
 TEST(TokenMask, TokenClassShortcutEqualsTheFullWalk) {
   const char* grammars[] = {
       // JSON strings: bounded, exact, unbounded, with a minimum; an enum; an integer.
@@ -393,9 +394,10 @@ TEST(TokenMask, TokenClassShortcutEqualsTheFullWalk) {
   for (const char* t : gbnf_texts) gs.push_back(gbnf(t));
   gs.push_back(Grammar::any_json_object());
   for (const Vocab* v : {&phi3(), &phi4()}) {
-    size_t states = 0, shortcuts = 0, string_shortcuts = 0;
+    size_t states = 0, shortcuts = 0, string_shortcuts = 0, grammar_shortcuts = 0;
     for (const Grammar& g : gs) {
       std::mt19937 rng(11);
+      grammar::MaskCache classes(0);  // the grammar's class indexes (no masks kept)
       for (int walk = 0; walk < 4; ++walk) {
         Matcher m(g.impl->rules);
         grammar::TokenMasker fast, full;
@@ -403,12 +405,13 @@ TEST(TokenMask, TokenClassShortcutEqualsTheFullWalk) {
         grammar::TokenMask got, expect;
         bool at_start = true;
         for (int step = 0; step < 40; ++step) {
-          fast.compute(m, *v->vocab, at_start, got);
+          fast.compute(m, *v->vocab, at_start, got, &classes);
           full.compute(m, *v->vocab, at_start, expect);
           ASSERT_EQ(got, expect) << "state " << step << " of walk " << walk << " of " << g.gbnf();
           ++states;
           if (fast.last_shortcut()) ++shortcuts;
           if (fast.last_shortcut() == grammar::TokenClass::JsonStringChar) ++string_shortcuts;
+          if (fast.last_shortcut() == grammar::TokenClass::OfGrammar) ++grammar_shortcuts;
           std::vector<int32_t> ids;
           for (int32_t id = 0; id < v->vocab->mask_size(); ++id)
             if (bit(got, id)) ids.push_back(id);
@@ -427,6 +430,7 @@ TEST(TokenMask, TokenClassShortcutEqualsTheFullWalk) {
     // The shortcut is not a no-op: it decided most states, many of them inside JSON strings.
     EXPECT_GT(shortcuts * 2, states) << shortcuts << " of " << states;
     EXPECT_GT(string_shortcuts * 10, states) << string_shortcuts << " of " << states;
+    EXPECT_GT(grammar_shortcuts * 20, states) << grammar_shortcuts << " of " << states;
   }
 }
 

@@ -56,6 +56,7 @@ std::vector<std::pair<char32_t, char32_t>> class_ranges(TokenClass c) {
     case TokenClass::JsonStringChar: return {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0xD7FF}, {0xE000, 0x10FFFF}};
     case TokenClass::JsonStringAscii: return {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0x7F}};
     case TokenClass::AsciiAlnum: return {{0x30, 0x39}, {0x41, 0x5A}, {0x61, 0x7A}};
+    case TokenClass::OfGrammar: break;
   }
   return {};
 }
@@ -75,22 +76,23 @@ bool read_as_class(const CharClass& members, const std::string& bytes, size_t& w
   return true;
 }
 
-TokenClassIndex index_class(TokenClass c, const TokenTrie& trie, const std::vector<std::string>& bytes,
-                            size_t mask_words) {
+TokenClassIndex build_class_index(TokenClass c, CharClass members, const TokenTrie& trie,
+                            const std::vector<std::string>& bytes, size_t mask_words) {
   TokenClassIndex x;
   x.token_class = c;
-  x.members = make_char_class(class_ranges(c));
+  x.members = std::move(members);
   for (unsigned b = 0; b < 0x80; ++b)
     if (contains(x.members.first, static_cast<uint8_t>(b))) insert(x.ascii, static_cast<uint8_t>(b));
-  x.has_non_ascii = x.members.ranges.back().second >= 0x80;
+  x.has_non_ascii = !x.members.ranges.empty() && x.members.ranges.back().second >= 0x80;
   // Tokens in trie order, so a subtree's tokens are one run of `outside`.
   std::vector<uint32_t> outside(trie.tokens.size() + 1, 0);  // prefix counts of tokens not of the class
   std::vector<std::vector<int32_t>> exact(kMaxClassChars + 1);
   for (size_t i = 0; i < trie.tokens.size(); ++i) {
     const int32_t id = trie.tokens[i];
+    const std::string& b = bytes[static_cast<size_t>(id)];
     size_t whole = 0;
     bool partial = false;
-    const bool in = read_as_class(x.members, bytes[static_cast<size_t>(id)], whole, partial) &&
+    const bool in = contains(x.members.first, static_cast<uint8_t>(b[0])) && read_as_class(x.members, b, whole, partial) &&
                     whole <= kMaxClassChars && (partial ? x.has_non_ascii : whole > 0);
     outside[i + 1] = outside[i] + (in ? 0 : 1);
     if (!in) continue;
@@ -142,12 +144,19 @@ std::shared_ptr<const Vocabulary> Vocabulary::build(const Tokenizer& tok, int32_
   if (v->start_differs_) v->start_trie_ = build_trie(v->start_bytes_);
   else v->start_bytes_.clear();
   for (size_t c = 0; c < kTokenClasses; ++c) {
-    v->trie_.classes[c] = index_class(static_cast<TokenClass>(c), v->trie_, v->bytes_, v->mask_words());
+    const auto cls = static_cast<TokenClass>(c);
+    v->trie_.classes[c] = build_class_index(cls, make_char_class(class_ranges(cls)), v->trie_, v->bytes_, v->mask_words());
     if (v->start_differs_)
       v->start_trie_.classes[c] =
-          index_class(static_cast<TokenClass>(c), v->start_trie_, v->start_bytes_, v->mask_words());
+          build_class_index(cls, make_char_class(class_ranges(cls)), v->start_trie_, v->start_bytes_, v->mask_words());
   }
   return v;
+}
+
+TokenClassIndex Vocabulary::index_class(const CharClass& members, bool at_start) const {
+  const bool start = at_start && start_differs_;
+  return build_class_index(TokenClass::OfGrammar, members, start ? start_trie_ : trie_, start ? start_bytes_ : bytes_,
+                              mask_words());
 }
 
 const std::string& Vocabulary::bytes(int32_t id, bool at_start) const {

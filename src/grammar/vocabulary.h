@@ -26,8 +26,9 @@ enum class TokenClass : uint8_t {
   JsonStringChar,   // U+0020 and above but '"' and '\\' (what a JSON string holds unescaped)
   JsonStringAscii,  // its ASCII part
   AsciiAlnum,       // [0-9A-Za-z]
+  OfGrammar,        // a character set of the grammar itself, indexed when a state first needs it
 };
-inline constexpr size_t kTokenClasses = 3;
+inline constexpr size_t kTokenClasses = 3;  // the built-in classes (indexed with the vocabulary)
 inline constexpr size_t kMaxClassChars = 48;  // longer tokens are walked like any other
 
 struct TokenClassIndex {
@@ -72,6 +73,8 @@ class Vocabulary {
   const std::string& bytes(int32_t id, bool at_start) const;
   // Identifies this vocabulary for caches (never reused by another one).
   uint64_t serial() const { return serial_; }
+  // The index of another class (code point ranges: sorted, disjoint, no surrogates) on one view.
+  TokenClassIndex index_class(const CharClass& members, bool at_start) const;
 
  private:
   int32_t mask_size_ = 0;
