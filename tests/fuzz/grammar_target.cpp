@@ -1,7 +1,8 @@
 // Grammars: JSON schemas (structural edits of a suite of schemas) and GBNF text (byte edits of a
 // suite of grammars) compiled into the byte-level grammar. An accepted grammar must never
 // dead-end: walking it byte by byte (random acceptable bytes), every state either is a whole
-// match or accepts some byte.
+// match or accepts some byte. At one state of each walk, the token mask on Phi-3's vocabulary
+// with the token-class shortcut must equal the whole trie walk's.
 #include <algorithm>
 #include <numeric>
 
@@ -9,8 +10,11 @@
 #include "fuzz/targets.h"
 #include "grammar/grammar_impl.h"
 #include "grammar/matcher.h"
+#include "grammar/token_mask.h"
+#include "grammar/vocabulary.h"
 #include "phinfer/error.h"
 #include "phinfer/grammar.h"
+#include "phinfer/tokenizer.h"
 
 namespace phinfer::fuzz {
 namespace {
@@ -41,7 +45,10 @@ const char* kGbnfSeeds[] = {
 
 class GrammarHarness : public Harness {
  public:
-  explicit GrammarHarness(const Context&) {}
+  explicit GrammarHarness(const Context& ctx) {
+    const Tokenizer tok = Tokenizer::from_dir((ctx.shared_dir / "data" / "phi3-mini-4k-instruct").string());
+    vocab_ = grammar::Vocabulary::build(tok, 32064);
+  }
 
   Input generate(Rng& rng) override {
     if (one_in(rng, 2)) {
@@ -62,7 +69,18 @@ class GrammarHarness : public Harness {
     std::vector<int> order(256);
     std::iota(order.begin(), order.end(), 0);
     Rng rng(f.bytes.size());
+    const auto check_at = static_cast<int>(pick(rng, 16));
+    grammar::MaskCache classes(0);
     for (int step = 0; step < 48; ++step) {
+      if (step == check_at) {
+        grammar::TokenMasker fast, full;
+        full.use_token_classes(false);
+        grammar::TokenMask got, expect;
+        fast.compute(m, *vocab_, step == 0, got, &classes);
+        full.compute(m, *vocab_, step == 0, expect);
+        require(got == expect, "the token-class mask differs from the trie walk's after " + std::to_string(step) +
+                                   " bytes");
+      }
       if (m.complete() && (!m.can_continue() || one_in(rng, 4))) return;
       std::shuffle(order.begin(), order.end(), rng);
       bool moved = false;
@@ -74,6 +92,9 @@ class GrammarHarness : public Harness {
       require(moved, "dead end after " + std::to_string(step) + " bytes of a grammar that accepted its input");
     }
   }
+
+ private:
+  std::shared_ptr<const grammar::Vocabulary> vocab_;
 };
 
 }  // namespace
