@@ -229,6 +229,21 @@ TEST(JsonSchema, UnsupportedFeaturesAreNamed) {
   EXPECT_NE(err(deep.c_str()).find("nested deeper than 64"), std::string::npos);
 }
 
+// The grammars made most recently are reused for the same text (their mask caches with them);
+// older ones are made anew.
+TEST(JsonSchema, RecentGrammarsAreReusedForTheSameText) {
+  const std::string a = R"({"type":"object","properties":{"reused":{"type":"string"}}})";
+  const Grammar first = schema(a);
+  const Grammar again = schema(a);
+  EXPECT_EQ(first.impl.get(), again.impl.get());
+  EXPECT_EQ(Grammar::from_gbnf(first.gbnf()).impl.get(), first.impl.get());  // same GBNF text
+  EXPECT_NE(schema(R"({"type":"object","properties":{"other":{"type":"string"}}})").impl.get(), first.impl.get());
+  for (int i = 0; i < 8; ++i) schema(R"({"enum":[)" + std::to_string(i) + "]}");
+  const Grammar later = schema(a);
+  EXPECT_NE(later.impl.get(), first.impl.get());  // pushed out by 8 newer ones: made anew
+  EXPECT_EQ(later.gbnf(), first.gbnf());
+}
+
 TEST(JsonSchema, AnyJsonObject) {
   const Grammar g = Grammar::any_json_object();
   EXPECT_TRUE(matches(g, R"({"a":[1,2.5e-3,{"b":null}],"c":"\u00e9\"","d":{}})"));

@@ -6,7 +6,9 @@
 // then an unfinished match).
 //
 // A Grammar is immutable and cheap to copy; one may serve many generations at once, from any
-// thread (it caches token masks by parse state, shared by all of them).
+// thread (it caches token masks by parse state, shared by all of them). Making a grammar whose
+// GBNF text equals one of the 8 made most recently returns that one, caches included (a server
+// answering many requests with the same schema or tools computes their masks once).
 #include <memory>
 #include <string>
 #include <string_view>

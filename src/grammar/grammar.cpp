@@ -1,5 +1,8 @@
 #include "grammar/grammar_impl.h"
 
+#include <list>
+#include <mutex>
+
 #include <nlohmann/json.hpp>
 
 #include "grammar/gbnf.h"
@@ -9,14 +12,44 @@
 namespace phinfer {
 
 namespace {
+
+// The grammars made most recently, by their GBNF text: a server that gets the same response
+// format or tools with every request keeps one grammar, and with it the token masks and class
+// indexes it has computed. Few, since each may hold up to its mask cache's budget.
+constexpr size_t kRecentGrammars = 8;
+
+struct RecentGrammars {
+  std::mutex mu;
+  std::list<std::shared_ptr<const Grammar::Impl>> newest_first;
+};
+
+RecentGrammars& recent() {
+  static RecentGrammars r;
+  return r;
+}
+
 Grammar make(std::string gbnf, const std::string& source) {
+  Grammar g;
+  RecentGrammars& r = recent();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    for (auto it = r.newest_first.begin(); it != r.newest_first.end(); ++it)
+      if ((*it)->gbnf == gbnf) {
+        r.newest_first.splice(r.newest_first.begin(), r.newest_first, it);
+        g.impl = *it;
+        return g;
+      }
+  }
   auto impl = std::make_shared<Grammar::Impl>();
   impl->rules = std::make_shared<const grammar::Rules>(grammar::parse_gbnf(gbnf, source));
   impl->gbnf = std::move(gbnf);
-  Grammar g;
-  g.impl = std::move(impl);
+  g.impl = impl;
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.newest_first.push_front(std::move(impl));
+  if (r.newest_first.size() > kRecentGrammars) r.newest_first.pop_back();
   return g;
 }
+
 }  // namespace
 
 Grammar Grammar::from_gbnf(std::string_view text, const std::string& source) { return make(std::string(text), source); }
