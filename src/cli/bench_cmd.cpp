@@ -198,6 +198,19 @@ int run_bench(BenchArgs& a) {
   std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
   for (auto& id : prompt) id = pick(rng);
 
+  // The machine's limits with the same thread count. The int8 peak is measured before and after the
+  // runs (the best of both: on a shared machine it reads differently from one minute to the next,
+  // and the runs in between must be compared with what the machine could do in that time); the
+  // bandwidth after them (its 1 GiB buffer would otherwise count in the runs' peak RSS).
+  // On a GPU: its memory's read bandwidth (a probe shader); no int8 peak is measured there yet.
+  double bandwidth = 0, int8_peak = 0;
+  const std::string device = pipe.device();
+  const bool on_gpu = device != "cpu";
+  if (!on_gpu) {
+    kernels::ThreadPool pool(a.model.pipeline.threads);
+    int8_peak = kernels::measure_int8_peak_gops(pool);
+  }
+
   GenerationConfig gc;
   gc.max_new_tokens = a.gen_tokens;
   gc.ignore_eos = true;
@@ -223,18 +236,13 @@ int run_bench(BenchArgs& a) {
                    p.decode_tps, p.per_sequence_tps, p.prefill_tps);
   }
 
-  const uint64_t rss = peak_rss_bytes();  // before the probes allocate their buffers
-  // The machine's limits, measured right after the runs with the same thread count.
-  // On a GPU: its memory's read bandwidth (a probe shader); no int8 peak is measured there yet.
-  double bandwidth = 0, int8_peak = 0;
-  const std::string device = pipe.device();
-  const bool on_gpu = device != "cpu";
+  const uint64_t rss = peak_rss_bytes();  // before the bandwidth probe allocates its buffer
   if (on_gpu) {
     bandwidth = backend::measure_gpu_bandwidth_gbs(device);
   } else {
     kernels::ThreadPool pool(a.model.pipeline.threads);
     for (int i = 0; i < 2; ++i) bandwidth = std::max(bandwidth, kernels::measure_read_bandwidth_gbs(pool));
-    int8_peak = kernels::measure_int8_peak_gops(pool);
+    int8_peak = std::max(int8_peak, kernels::measure_int8_peak_gops(pool));
   }
   const uint64_t weight_bytes = pipe.weight_bytes_per_token();
   uint64_t macs_per_token = 0;  // multiply-adds of the layer matrices per prompt token
