@@ -181,6 +181,47 @@ std::optional<CharClass> largest_top_class(const Stacks& stacks, std::span<const
 
 }  // namespace
 
+const TokenClassIndex* TokenMasker::take_class_tokens(Matcher& matcher, const Vocabulary& vocab, bool at_start,
+                                                      TokenMask& mask, MaskCache* classes,
+                                                      std::shared_ptr<const TokenClassIndex>& own, Chain& root) {
+  const TokenTrie& trie = vocab.trie(at_start);
+  Stacks& stacks = matcher.stacks();
+  const size_t base = stacks.mark();
+  // The built-in classes, widest first, with the grammar's own class before letters and digits.
+  const TokenClassIndex* order[kTokenClasses + 1] = {&trie.classes[0], &trie.classes[1], nullptr, &trie.classes[2]};
+  for (size_t i = 0; i < kTokenClasses + 1; ++i) {
+    if (i == 2) {
+      if (!classes) continue;
+      std::optional<CharClass> cls = largest_top_class(stacks, matcher.tops());
+      // A built-in class was tried already.
+      if (!cls || std::any_of(trie.classes.begin(), trie.classes.end(),
+                              [&](const TokenClassIndex& b) { return b.members.ranges == cls->ranges; }))
+        continue;
+      own = classes->class_index(*cls, at_start, vocab);
+      if (!own) continue;
+      order[i] = own.get();
+    }
+    const TokenClassIndex& c = *order[i];
+    partial_ok_.clear();
+    if (!class_chain(stacks, matcher.tops().data(), matcher.tops().size(), matcher.complete(), c, kMaxClassChars, root,
+                     &partial_ok_)) {
+      stacks.rollback(base);
+      continue;
+    }
+    // The chain's stacks stay in the arena: the walk continues from them.
+    whole_ = root.whole;
+    if (!c.up_to.empty()) {
+      const auto& bits = c.up_to[std::min(whole_, c.up_to.size() - 1)];
+      for (size_t w = 0; w < mask.size(); ++w) mask[w] |= bits[w];
+    }
+    for (size_t n = 0; n < c.partial.size() && n < partial_ok_.size(); ++n)
+      if (partial_ok_[n])
+        for (int32_t id : c.partial[n]) mask[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+    return &c;
+  }
+  return nullptr;
+}
+
 void TokenMasker::compute(Matcher& matcher, const Vocabulary& vocab, bool at_start, TokenMask& mask,
                           MaskCache* classes) {
   mask.assign(vocab.mask_words(), 0);
@@ -188,52 +229,17 @@ void TokenMasker::compute(Matcher& matcher, const Vocabulary& vocab, bool at_sta
   const TokenTrie& trie = vocab.trie(at_start);
   Stacks& stacks = matcher.stacks();
   const size_t base = stacks.mark();
-  // The first class whose chain is determined decides its tokens; the walk skips them.
-  const std::vector<uint8_t>* must_walk = nullptr;
-  last_shortcut_.reset();
-  std::shared_ptr<const TokenClassIndex> own;  // a class of the grammar's (kept for must_walk)
-  const TokenClassIndex* chosen = nullptr;
-  Chain root{};
   chain_sets_.clear();
   step_begin_.clear(), step_end_.clear(), step_complete_.clear(), step_next_.clear();
   chains_.clear();
-  if (token_classes_) {
-    // The built-in classes, widest first, with the grammar's own class before letters and digits.
-    const TokenClassIndex* order[kTokenClasses + 1] = {&trie.classes[0], &trie.classes[1], nullptr, &trie.classes[2]};
-    for (size_t i = 0; i < kTokenClasses + 1; ++i) {
-      if (i == 2) {
-        if (!classes) continue;
-        std::optional<CharClass> cls = largest_top_class(stacks, matcher.tops());
-        // A built-in class was tried already.
-        if (!cls || std::any_of(trie.classes.begin(), trie.classes.end(),
-                                [&](const TokenClassIndex& b) { return b.members.ranges == cls->ranges; }))
-          continue;
-        own = classes->class_index(*cls, at_start, vocab);
-        if (!own) continue;
-        order[i] = own.get();
-      }
-      const TokenClassIndex& c = *order[i];
-      partial_ok_.clear();
-      if (!class_chain(stacks, matcher.tops().data(), matcher.tops().size(), matcher.complete(), c, kMaxClassChars,
-                       root, &partial_ok_)) {
-        stacks.rollback(base);
-        continue;
-      }
-      // The chain's stacks stay in the arena: the walk continues from them (below).
-      whole_ = root.whole;
-      chosen = &c;
-      if (!c.up_to.empty()) {
-        const auto& bits = c.up_to[std::min(whole_, c.up_to.size() - 1)];
-        for (size_t w = 0; w < mask.size(); ++w) mask[w] |= bits[w];
-      }
-      for (size_t n = 0; n < c.partial.size() && n < partial_ok_.size(); ++n)
-        if (partial_ok_[n])
-          for (int32_t id : c.partial[n]) mask[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
-      must_walk = &c.must_walk;
-      last_shortcut_ = c.token_class;
-      break;
-    }
-  }
+  // The first class whose chain is determined decides its tokens; the walk skips them.
+  std::shared_ptr<const TokenClassIndex> own;  // a class of the grammar's (kept for must_walk)
+  Chain root{};
+  const TokenClassIndex* chosen =
+      token_classes_ ? take_class_tokens(matcher, vocab, at_start, mask, classes, own, root) : nullptr;
+  const std::vector<uint8_t>* must_walk = chosen ? &chosen->must_walk : nullptr;
+  last_shortcut_.reset();
+  if (chosen) last_shortcut_ = chosen->token_class;
   // The walk. Along a path of whole class characters from the root, or from a node with a large
   // subtree where another chain of the class starts (pure_[d]: how many since; -1 off such a
   // path), the stacks are the chain's, so they are taken from it instead of computed.

@@ -83,6 +83,12 @@ class TokenMasker {
   // only part of the class. partial_ok (if given) gets, per step, whether a character can begin.
   bool class_chain(Stacks& stacks, const int32_t* tops, size_t n_tops, bool complete, const TokenClassIndex& c,
                    size_t max_chars, Chain& out, std::vector<uint8_t>* partial_ok);
+  // Finds the first class whose chain from the matcher's tops is determined and sets its accepted
+  // tokens in mask. Returns it (null: none), its chain in root (its stacks stay in the arena),
+  // and in own the index of a class of the grammar's when that is the one.
+  const TokenClassIndex* take_class_tokens(Matcher& matcher, const Vocabulary& vocab, bool at_start, TokenMask& mask,
+                                           MaskCache* classes, std::shared_ptr<const TokenClassIndex>& own,
+                                           Chain& root);
 
   bool token_classes_ = true;
   std::optional<TokenClass> last_shortcut_;
