@@ -188,6 +188,10 @@ TEST(Cli, BenchRunsOnATinyModelAndReportsEveryKey) {
   EXPECT_GT(j["int8_peak_gops"].get<double>(), 0.0);
   // stories260K: 5 layers x (qkv 128x64 + o 64x64 + gate_up 344x64 + down 64x172) + lm_head 512x64, fp32.
   EXPECT_EQ(j["weight_bytes_per_token"].get<uint64_t>(), (5u * (128 * 64 + 64 * 64 + 344 * 64 + 64 * 172) + 512 * 64) * 4u);
+  // Its f32 KV cache: 5 layers x (keys + values) x 4 kv heads x 8 dims x 4 bytes = 1280 bytes a position. The
+  // timed decode steps read positions 0..16 up to 0..22: 20 positions on average.
+  EXPECT_DOUBLE_EQ(j["kv_bytes_per_token"].get<double>(), 20.0 * 1280);
+  EXPECT_GT(j["decode_bandwidth_use_with_kv"].get<double>(), j["decode_bandwidth_use"].get<double>());
   std::ifstream svg(chart);
   std::string text((std::istreambuf_iterator<char>(svg)), {});
   EXPECT_NE(text.find("<polyline"), std::string::npos);

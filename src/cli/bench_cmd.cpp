@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -14,6 +15,8 @@
 #include "backend/backend.h"
 #include "kernels/isa.h"
 #include "kernels/probe.h"
+#include "model/kv_cache.h"
+#include "model/phi3.h"
 #include "phinfer/engine.h"
 #include "phinfer/error.h"
 
@@ -251,8 +254,25 @@ int run_bench(BenchArgs& a) {
     macs_per_token = static_cast<uint64_t>(cfg.num_hidden_layers) *
                      static_cast<uint64_t>((cfg.q_dim() + 2 * cfg.kv_dim()) * H + H * cfg.q_dim() + 2 * I * H + H * I);
   }
+  // Keys and values a decode step reads besides the weights: every visible position of the cache,
+  // averaged over the timed steps (positions prompt .. prompt + gen - 2; the first token is the
+  // prefill's). On the GPU the cache is f32.
+  double kv_bytes = 0;
+  {
+    const auto type = on_gpu ? model::KVCacheType::F32 : model::parse_kv_cache_type(a.model.pipeline.kv_cache_dtype);
+    const model::SlidingWindow sw = model::SlidingWindow::parse(a.model.pipeline.sliding_window);
+    int64_t window = std::numeric_limits<int64_t>::max();  // keys visible to a position
+    if (sw.mode == model::SlidingWindow::Mode::Auto && cfg.sliding_window) window = *cfg.sliding_window;
+    if (sw.mode == model::SlidingWindow::Mode::Fixed) window = sw.size;
+    const auto per_position = static_cast<double>(model::KVCache::bytes_per_position(cfg, type));
+    const int64_t first = a.prompt_tokens, last = a.prompt_tokens + a.gen_tokens - 2;
+    for (int64_t pos = first; pos <= last; ++pos) kv_bytes += per_position * static_cast<double>(std::min(pos + 1, window));
+    kv_bytes /= static_cast<double>(last - first + 1);
+  }
   const double decode = median(decode_tps), prefill = median(prefill_tps);
   const double bw_use = bandwidth > 0 ? static_cast<double>(weight_bytes) * decode / (bandwidth * 1e9) : 0;
+  const double bw_use_with_kv =
+      bandwidth > 0 ? (static_cast<double>(weight_bytes) + kv_bytes) * decode / (bandwidth * 1e9) : 0;
   const double prefill_gops = 2.0 * static_cast<double>(macs_per_token) * prefill / 1e9;
   const double compute_use = int8_peak > 0 ? prefill_gops / int8_peak : 0;
   const double p50 = percentile(latencies, 50), p90 = percentile(latencies, 90), p99 = percentile(latencies, 99);
@@ -287,6 +307,8 @@ int run_bench(BenchArgs& a) {
                 {"weight_bytes_per_token", weight_bytes},
                 {"read_bandwidth_gb_s", bandwidth},
                 {"decode_bandwidth_use", bw_use},
+                {"kv_bytes_per_token", kv_bytes},
+                {"decode_bandwidth_use_with_kv", bw_use_with_kv},
                 {"int8_peak_gops", int8_peak},
                 {"prefill_gops", prefill_gops},
                 {"prefill_compute_use", compute_use}};
@@ -311,6 +333,8 @@ int run_bench(BenchArgs& a) {
   std::printf("per-token latency     p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n", p50, p90, p99);
   std::printf("weights per token     %.1f MB; %s read bandwidth %.1f GB/s; decode uses %.1f%% of it\n", weight_bytes / 1e6,
               on_gpu ? "device" : "memory", bandwidth, 100 * bw_use);
+  std::printf("KV cache per token    %.1f MB read (mean over the decode); weights and KV use %.1f%% of the bandwidth\n",
+              kv_bytes / 1e6, 100 * bw_use_with_kv);
   std::printf("peak RSS              %.1f MB\n", rss / 1e6);
   for (const auto& p : parallel)
     std::printf("parallel %-3d          decode %.2f tokens/s aggregate (%.2fx of 1, %.2f per sequence), prefill %.2f tokens/s\n",
