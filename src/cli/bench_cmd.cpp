@@ -260,10 +260,9 @@ int run_bench(BenchArgs& a) {
   double kv_bytes = 0;
   {
     const auto type = on_gpu ? model::KVCacheType::F32 : model::parse_kv_cache_type(a.model.pipeline.kv_cache_dtype);
-    const model::SlidingWindow sw = model::SlidingWindow::parse(a.model.pipeline.sliding_window);
-    int64_t window = std::numeric_limits<int64_t>::max();  // keys visible to a position
-    if (sw.mode == model::SlidingWindow::Mode::Auto && cfg.sliding_window) window = *cfg.sliding_window;
-    if (sw.mode == model::SlidingWindow::Mode::Fixed) window = sw.size;
+    const int64_t window = model::SlidingWindow::parse(a.model.pipeline.sliding_window)
+                               .resolve(cfg)
+                               .value_or(std::numeric_limits<int64_t>::max());  // keys a position sees
     const auto per_position = static_cast<double>(model::KVCache::bytes_per_position(cfg, type));
     const int64_t first = a.prompt_tokens, last = a.prompt_tokens + a.gen_tokens - 2;
     for (int64_t pos = first; pos <= last; ++pos) kv_bytes += per_position * static_cast<double>(std::min(pos + 1, window));

@@ -48,15 +48,27 @@ void RuleBuilder::append_literal(std::vector<Symbol>& out, const std::string& by
 }
 
 namespace {
+// The first range of c ending at or after lo (ranges are disjoint and sorted, so ends are sorted too).
+auto first_ending_at_or_after(const CharClass& c, char32_t lo) {
+  return std::lower_bound(c.ranges.begin(), c.ranges.end(), lo,
+                          [](const std::pair<char32_t, char32_t>& r, char32_t v) { return r.second < v; });
+}
+}  // namespace
+
+bool intersects(const CharClass& c, char32_t lo, char32_t hi) {
+  auto it = first_ending_at_or_after(c, lo);
+  return it != c.ranges.end() && it->first <= hi;
+}
+
+bool covers(const CharClass& c, char32_t lo, char32_t hi) {
+  auto it = first_ending_at_or_after(c, lo);
+  return it != c.ranges.end() && it->first <= lo && it->second >= hi;
+}
+
+namespace {
 
 constexpr char32_t kMinOfLength[5] = {0, 0, 0x80, 0x800, 0x10000};
 
-bool intersects(const CharClass& c, char32_t lo, char32_t hi) {
-  // The first range ending at or after lo (ranges are disjoint and sorted, so ends are sorted too).
-  auto it = std::lower_bound(c.ranges.begin(), c.ranges.end(), lo,
-                             [](const std::pair<char32_t, char32_t>& r, char32_t v) { return r.second < v; });
-  return it != c.ranges.end() && it->first <= hi;
-}
 
 // Sub-state: the bits read so far (v), the sequence length (n) and the continuation bytes still
 // to come (k >= 1, so a sub-state is never 0).

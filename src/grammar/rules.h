@@ -40,6 +40,9 @@ inline constexpr uint32_t kCharDone = 0xFFFFFFFE;
 uint32_t step_char(const CharClass& c, uint32_t sub, uint8_t byte);
 // The class of these code point ranges (sorted, disjoint, no surrogates, at most U+10FFFF).
 CharClass make_char_class(std::vector<std::pair<char32_t, char32_t>> ranges);
+// Whether some member of c lies in [lo, hi]; whether all of [lo, hi] are members.
+bool intersects(const CharClass& c, char32_t lo, char32_t hi);
+bool covers(const CharClass& c, char32_t lo, char32_t hi);
 
 struct Rules {
   std::vector<Element> elements;

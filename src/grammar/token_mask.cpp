@@ -48,16 +48,11 @@ Reads reads(const Stacks& stacks, int32_t node, const TokenClassIndex& c) {
     if (!c.has_non_ascii) return all ? Reads::All : none ? Reads::None : Reads::Some;
     return none && (set[2] | set[3]) == 0 ? Reads::None : Reads::Some;
   }
-  const auto& have = g.char_classes[e.value].ranges;
+  const CharClass& have = g.char_classes[e.value];
   bool all = true, none = true;
   for (auto [lo, hi] : c.members.ranges) {
-    // The first range of the element's class ending at or after lo (ranges sorted and disjoint).
-    auto it = std::lower_bound(have.begin(), have.end(), lo,
-                               [](const std::pair<char32_t, char32_t>& r, char32_t v) { return r.second < v; });
-    const bool meets = it != have.end() && it->first <= hi;
-    const bool inside = it != have.end() && it->first <= lo && it->second >= hi;
-    all = all && inside;
-    none = none && !meets;
+    all = all && covers(have, lo, hi);
+    none = none && !intersects(have, lo, hi);
   }
   return all ? Reads::All : none ? Reads::None : Reads::Some;
 }
@@ -209,14 +204,13 @@ const TokenClassIndex* TokenMasker::take_class_tokens(Matcher& matcher, const Vo
       continue;
     }
     // The chain's stacks stay in the arena: the walk continues from them.
-    whole_ = root.whole;
     if (!c.up_to.empty()) {
-      const auto& bits = c.up_to[std::min(whole_, c.up_to.size() - 1)];
+      const auto& bits = c.up_to[std::min(root.whole, c.up_to.size() - 1)];
       for (size_t w = 0; w < mask.size(); ++w) mask[w] |= bits[w];
     }
     for (size_t n = 0; n < c.partial.size() && n < partial_ok_.size(); ++n)
       if (partial_ok_[n])
-        for (int32_t id : c.partial[n]) mask[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+        for (int32_t id : c.partial[n]) allow(mask, id);
     return &c;
   }
   return nullptr;
@@ -307,10 +301,7 @@ void TokenMasker::compute(Matcher& matcher, const Vocabulary& vocab, bool at_sta
       k = node.subtree_end;  // no token with this prefix can continue the text
       continue;
     }
-    for (uint32_t t = node.tokens_begin; t < node.tokens_end; ++t) {
-      const auto id = static_cast<size_t>(trie.tokens[t]);
-      mask[id >> 6] |= uint64_t{1} << (id & 63);
-    }
+    for (uint32_t t = node.tokens_begin; t < node.tokens_end; ++t) allow(mask, trie.tokens[t]);
     if (end_[d] == begin_[d]) {
       k = node.subtree_end;  // finished exactly here: nothing may follow
       continue;

@@ -18,7 +18,6 @@
 
 namespace phinfer::grammar {
 
-using TokenMask = std::vector<uint64_t>;  // bit t: token t allowed
 
 // Stack steps one mask may take (a few hundred ms); a grammar that needs more (thousands of
 // ambiguous parses at once) fails with phinfer::Error instead of stalling generation.
@@ -103,7 +102,6 @@ class TokenMasker {
   std::vector<ByteSet> step_next_;
   std::vector<Chain> chains_;
   std::vector<int32_t> pure_, chain_at_;  // per depth: characters since the chain's start, and which chain
-  size_t whole_ = 0;
   std::vector<uint8_t> partial_ok_;
 };
 

@@ -92,8 +92,8 @@ TokenClassIndex build_class_index(TokenClass c, CharClass members, const TokenTr
     const std::string& b = bytes[static_cast<size_t>(id)];
     size_t whole = 0;
     bool partial = false;
-    const bool in = contains(x.members.first, static_cast<uint8_t>(b[0])) && read_as_class(x.members, b, whole, partial) &&
-                    whole <= kMaxClassChars && (partial ? x.has_non_ascii : whole > 0);
+    const bool in = read_as_class(x.members, b, whole, partial) && whole <= kMaxClassChars &&
+                    (partial ? x.has_non_ascii : whole > 0);
     outside[i + 1] = outside[i] + (in ? 0 : 1);
     if (!in) continue;
     if (partial) {
@@ -106,10 +106,10 @@ TokenClassIndex build_class_index(TokenClass c, CharClass members, const TokenTr
   size_t longest = 0;
   for (size_t k = 1; k <= kMaxClassChars; ++k)
     if (!exact[k].empty()) longest = k;
-  x.up_to.assign(longest + 1, std::vector<uint64_t>(mask_words, 0));
+  x.up_to.assign(longest + 1, TokenMask(mask_words, 0));
   for (size_t k = 1; k <= longest; ++k) {
     x.up_to[k] = x.up_to[k - 1];
-    for (int32_t id : exact[k]) x.up_to[k][static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+    for (int32_t id : exact[k]) allow(x.up_to[k], id);
   }
   x.must_walk.resize(trie.nodes.size());
   for (size_t k = 0; k < trie.nodes.size(); ++k) {
@@ -145,10 +145,10 @@ std::shared_ptr<const Vocabulary> Vocabulary::build(const Tokenizer& tok, int32_
   else v->start_bytes_.clear();
   for (size_t c = 0; c < kTokenClasses; ++c) {
     const auto cls = static_cast<TokenClass>(c);
-    v->trie_.classes[c] = build_class_index(cls, make_char_class(class_ranges(cls)), v->trie_, v->bytes_, v->mask_words());
+    const CharClass members = make_char_class(class_ranges(cls));
+    v->trie_.classes[c] = build_class_index(cls, members, v->trie_, v->bytes_, v->mask_words());
     if (v->start_differs_)
-      v->start_trie_.classes[c] =
-          build_class_index(cls, make_char_class(class_ranges(cls)), v->start_trie_, v->start_bytes_, v->mask_words());
+      v->start_trie_.classes[c] = build_class_index(cls, members, v->start_trie_, v->start_bytes_, v->mask_words());
   }
   return v;
 }

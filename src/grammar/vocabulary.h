@@ -31,13 +31,16 @@ enum class TokenClass : uint8_t {
 inline constexpr size_t kTokenClasses = 3;  // the built-in classes (indexed with the vocabulary)
 inline constexpr size_t kMaxClassChars = 48;  // longer tokens are walked like any other
 
+using TokenMask = std::vector<uint64_t>;  // bit t: token t allowed
+inline void allow(TokenMask& mask, int32_t id) { mask[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63); }
+
 struct TokenClassIndex {
   TokenClass token_class{};
   CharClass members;             // the class's code points (and the bytes that begin one)
   ByteSet ascii{};               // its ASCII members
   bool has_non_ascii = false;
   // up_to[c]: the tokens of 1..c whole characters of the class (c < up_to.size()).
-  std::vector<std::vector<uint64_t>> up_to;
+  std::vector<TokenMask> up_to;
   // partial[c]: the tokens of c whole characters followed by the first bytes of another one
   // (a character split between tokens; only for classes past ASCII).
   std::vector<std::vector<int32_t>> partial;

@@ -42,6 +42,15 @@ void check_token_ids(std::span<const int32_t> ids, int64_t vocab_size) {
       throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
 }
 
+std::optional<int64_t> SlidingWindow::resolve(const ModelConfig& config) const {
+  switch (mode) {
+    case Mode::Auto: return config.sliding_window;
+    case Mode::Off: return std::nullopt;
+    case Mode::Fixed: return size;
+  }
+  return std::nullopt;
+}
+
 SlidingWindow SlidingWindow::parse(const std::string& text) {
   if (text == "auto") return {};
   if (text == "off") return {Mode::Off, 0};
@@ -81,11 +90,7 @@ std::unique_ptr<Phi3Model> Phi3Model::load(const std::filesystem::path& path, Sl
 
 Phi3Model::Phi3Model(LoadedWeights weights, SlidingWindow window) : loaded_(std::move(weights)) {
   const ModelConfig& c = config();
-  switch (window.mode) {
-    case SlidingWindow::Mode::Auto: window_ = c.sliding_window; break;
-    case SlidingWindow::Mode::Off: window_.reset(); break;
-    case SlidingWindow::Mode::Fixed: window_ = window.size; break;
-  }
+  window_ = window.resolve(c);
   // inv_freq[i] = 1 / (factor[i] * theta^(2i / rotary_dim)), in double: closest to the reference.
   const int64_t half = c.rotary_dim() / 2;
   const std::string where = loaded_.path().string() + ": config";

@@ -26,6 +26,8 @@ struct SlidingWindow {
   enum class Mode { Auto, Off, Fixed } mode = Mode::Auto;
   int64_t size = 0;  // for Fixed
   static SlidingWindow parse(const std::string& text);  // "auto", "off" or a positive integer
+  // The keys a position sees for this model (nullopt: all earlier ones).
+  std::optional<int64_t> resolve(const ModelConfig& config) const;
 };
 
 // Buffers of one forward call, sized for up to max_rows rows and max_logit_rows logit rows;
