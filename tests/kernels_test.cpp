@@ -50,7 +50,7 @@ std::string fmt_name(WeightFormat f) { return kernels::format_info(f).name; }
 // ISA selection
 
 TEST(KernelsIsa, NamesParseAndScalarAlwaysSupported) {
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) EXPECT_EQ(parse_isa(isa_name(i)), i);
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Amx}) EXPECT_EQ(parse_isa(isa_name(i)), i);
   EXPECT_THROW(parse_isa("sse9"), phinfer::Error);
   EXPECT_TRUE(isa_supported(Isa::Scalar));
   EXPECT_TRUE(isa_supported(best_isa()));
@@ -68,7 +68,7 @@ TEST(KernelsIsa, EnvironmentVariableForcesPath) {
   setenv("PHINFER_ISA", "avx1024", 1);
   reset_isa_for_testing();
   EXPECT_THROW(active_isa(), phinfer::Error);
-  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
+  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Amx}) {
     if (isa_supported(i)) continue;
     setenv("PHINFER_ISA", std::string(isa_name(i)).c_str(), 1);
     reset_isa_for_testing();
@@ -277,6 +277,31 @@ TEST(KernelsMatmul, QuantizedEveryIsaMatchesScalarBitForBit) {
         }
       }
     }
+}
+
+// The tile kernel's own edges: token counts around its 16-token groups and 32-token panels, an odd
+// number of 16-row tiles per thread (a lone last tile), a short last row tile, widths that end in a
+// partial tile step, and group sizes whose step is not 16 sub-chunks (32, 48).
+TEST(KernelsMatmul, AmxTilesMatchScalarBitForBit) {
+  if (!isa_supported(Isa::Amx)) GTEST_SKIP() << "this CPU or OS has no AMX-INT8; the tile kernel is not run here";
+  IsaGuard guard;
+  uint32_t seed = 900;
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (const MatmulCase& s : std::vector<MatmulCase>{{80, 384}, {45, 200}, {16, 1000}}) {
+      for (const QCase& qc : kQCases) {
+        const auto w = gaussian(static_cast<size_t>(s.rows * s.cols), ++seed, 0.05f);
+        const auto q = quantize(w.data(), s.rows, s.cols, {qc.format, qc.group, qc.sym, QuantMethod::MinMax});
+        for (int64_t nt : {2, 16, 31, 32, 33, 70}) {
+          const auto x = activations(static_cast<size_t>(nt * s.cols), ++seed);
+          const std::string what = qname(qc) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                                   " tokens " + std::to_string(nt) + " threads " + std::to_string(threads);
+          expect_identical(run_matmul(Isa::Scalar, q.view(), x, nt, pool), run_matmul(Isa::Amx, q.view(), x, nt, pool),
+                           what);
+        }
+      }
+    }
+  }
 }
 
 TEST(KernelsMatmul, QuantizedZeroAndOutlierActivations) {

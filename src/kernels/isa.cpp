@@ -12,6 +12,10 @@
 #include <cpuid.h>
 #define PHINFER_X86 1
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace phinfer::kernels {
 namespace {
@@ -20,7 +24,19 @@ struct Features {
   bool avx2 = false, fma = false, f16c = false, avx_vnni = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
   bool os_ymm = false, os_zmm = false;
+  bool amx_tile = false, amx_int8 = false, os_amx = false;
 };
+
+// Linux hands out the 8 KiB AMX tile state only to processes that ask for it (once per process;
+// threads created later inherit it). Elsewhere AMX stays off.
+bool request_amx_state() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 #ifdef PHINFER_X86
 uint64_t read_xcr0() {
@@ -42,6 +58,7 @@ Features detect() {
     const uint64_t xcr0 = read_xcr0();
     f.os_ymm = (xcr0 & 0x6) == 0x6;                 // SSE + AVX state
     f.os_zmm = f.os_ymm && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
+    f.os_amx = (xcr0 & 0x60000) == 0x60000;          // XTILECFG, XTILEDATA
   }
   unsigned max_leaf = __get_cpuid_max(0, nullptr);
   if (max_leaf >= 7) {
@@ -52,12 +69,15 @@ Features detect() {
     f.avx512bw = (b >> 30) & 1;
     f.avx512vl = (b >> 31) & 1;
     f.avx512vnni = (c >> 11) & 1;
+    f.amx_tile = (d >> 24) & 1;
+    f.amx_int8 = (d >> 25) & 1;
     const unsigned sub_leaves = a;
     if (sub_leaves >= 1) {
       __cpuid_count(7, 1, a, b, c, d);
       f.avx_vnni = (a >> 4) & 1;
     }
   }
+  f.os_amx = f.os_amx && f.amx_tile && f.amx_int8 && request_amx_state();
 #endif
   return f;
 }
@@ -78,15 +98,16 @@ std::string_view isa_name(Isa isa) {
     case Isa::Avx2: return "avx2";
     case Isa::AvxVnni: return "avx_vnni";
     case Isa::Avx512: return "avx512";
+    case Isa::Amx: return "amx";
   }
   return "?";
 }
 
 Isa parse_isa(std::string_view name) {
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512})
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Amx})
     if (isa_name(i) == name) return i;
   throw Error("PHINFER_ISA: unknown instruction set '" + std::string(name) +
-              "' (expected scalar, avx2, avx_vnni or avx512)");
+              "' (expected scalar, avx2, avx_vnni, avx512 or amx)");
 }
 
 bool isa_supported(Isa isa) {
@@ -98,19 +119,20 @@ bool isa_supported(Isa isa) {
     case Isa::AvxVnni: return v3 && f.avx_vnni;
     case Isa::Avx512:
       return v3 && f.os_zmm && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
+    case Isa::Amx: return isa_supported(Isa::Avx512) && f.os_amx;
   }
   return false;
 }
 
 Isa best_isa() {
-  for (Isa i : {Isa::Avx512, Isa::AvxVnni, Isa::Avx2})
+  for (Isa i : {Isa::Amx, Isa::Avx512, Isa::AvxVnni, Isa::Avx2})
     if (isa_supported(i)) return i;
   return Isa::Scalar;
 }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512})
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Amx})
     if (isa_supported(i)) out.push_back(i);
   return out;
 }

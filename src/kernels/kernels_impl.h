@@ -35,8 +35,11 @@ inline constexpr float kMinBlockAmax = 1e-30f;
 
 // Quantized activations for one matmul call. Tokens are grouped in panels of `panel` tokens
 // (the last may be short); a panel with np tokens holds, at fixed offsets:
-//   q:    int8 [padded_cols / 4][np][4]  (4 consecutive columns of each token side by side, so
-//         a kernel broadcasts token i's 4 bytes for sub-chunk k from q + 4 (k np + i))
+//   q:    interleaved (row_bytes == 0): int8 [padded_cols / 4][np][4] (4 consecutive columns of
+//         each token side by side, so a kernel broadcasts token i's 4 bytes for sub-chunk k from
+//         q + 4 (k np + i));
+//         token-major (row_bytes > 0, the AMX tiles' rows): int8 [panel][row_bytes], token i's
+//         codes at q + i row_bytes, zero from padded_cols to row_bytes and in the rows past np
 //   dx:   float [n_blocks][np]   activation scale of block j, token i
 //   corr: int32 [n_blocks][np]   -z * sum(q) of the block (0 for asymmetric weights)
 //   dxs:  float [n_blocks][np]   dx * float(sum(q)) (asymmetric weights)
@@ -44,17 +47,19 @@ inline constexpr float kMinBlockAmax = 1e-30f;
 struct ActLayout {
   int64_t n_tokens = 0, panel = 1, n_panels = 0;
   int64_t padded_cols = 0, n_blocks = 0;
+  int64_t row_bytes = 0;  // token-major rows; 0: interleaved
   int64_t q_bytes = 0, info_bytes = 0, panel_stride = 0;
   size_t total_bytes = 0;
 
-  static ActLayout of(const QuantLayout& L, int64_t n_tokens, int64_t panel) {
+  static ActLayout of(const QuantLayout& L, int64_t n_tokens, int64_t panel, int64_t row_bytes = 0) {
     ActLayout a;
     a.n_tokens = n_tokens;
     a.panel = panel;
     a.n_panels = (n_tokens + panel - 1) / panel;
     a.padded_cols = L.padded_cols;
     a.n_blocks = L.n_blocks;
-    a.q_bytes = round_up(panel * L.padded_cols, 64);
+    a.row_bytes = row_bytes;
+    a.q_bytes = row_bytes > 0 ? panel * row_bytes : round_up(panel * L.padded_cols, 64);
     a.info_bytes = round_up(L.n_blocks * panel * 4, 64);
     a.panel_stride = a.q_bytes + 3 * a.info_bytes;
     a.total_bytes = static_cast<size_t>(a.panel_stride * a.n_panels);
@@ -125,6 +130,19 @@ constexpr float kExpC1 = 0.693359375f, kExpC2 = -2.12194440e-4f;
 constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                             4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
+// AMX: a tile product (tdpbsud) reads `amx_step_subchunks` sub-chunks of 4 columns at once: the
+// largest count <= 16 that divides a full block's, so that no step straddles two blocks (16 for
+// every group size that is a multiple of 64). Token-major activation rows are padded to whole steps.
+inline int64_t amx_step_subchunks(const QuantLayout& L) {
+  const int64_t per_block = L.block_chunks * L.chunk_cols / 4;
+  int64_t k = 16;
+  while (per_block % k != 0) --k;
+  return k;
+}
+inline int64_t amx_row_bytes(const QuantLayout& L) {
+  return round_up(round_up(L.padded_cols, 4 * amx_step_subchunks(L)), 64);
+}
+
 struct KernelTable {
   Isa isa;
   int64_t panel_tokens;  // activation panel width the qgemm kernel wants
@@ -145,12 +163,18 @@ struct KernelTable {
   AxpyRowsF16Fn axpy_rows_f16 = nullptr;
   DotRowsQ8Fn dot_rows_q8 = nullptr;
   AxpyRowsQ8Fn axpy_rows_q8 = nullptr;
+  bool token_major_acts = false;  // qgemm wants ActLayout rows of amx_row_bytes
+  // Quantized matmuls of fewer tokens than this run on `few_tokens` instead (measured: the tile
+  // kernel's unpacking of the weights only pays for itself from about 16 tokens on).
+  int64_t min_tokens = 0;
+  const KernelTable* few_tokens = nullptr;
 };
 
 const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();
 const KernelTable& avxvnni_kernels();
 const KernelTable& avx512_kernels();
+const KernelTable& amx_kernels();
 const KernelTable& kernels_for(Isa isa);
 
 // Fills the activation panels [p0, p1) of `out` (layout a) from x [n_tokens, cols].

@@ -31,6 +31,7 @@ const KernelTable& kernels_for(Isa isa) {
     case Isa::Avx2: return avx2_kernels();
     case Isa::AvxVnni: return avxvnni_kernels();
     case Isa::Avx512: return avx512_kernels();
+    case Isa::Amx: return amx_kernels();
   }
   return scalar_kernels();
 }
@@ -53,10 +54,15 @@ void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActL
     float* pdx = reinterpret_cast<float*>(base + a.q_bytes);
     int32_t* pcorr = reinterpret_cast<int32_t*>(base + a.q_bytes + a.info_bytes);
     float* pdxs = reinterpret_cast<float*>(base + a.q_bytes + 2 * a.info_bytes);
-    if (np > 1 && tmp.size() < static_cast<size_t>(L.padded_cols)) tmp.resize(static_cast<size_t>(L.padded_cols));
+    const bool interleave = np > 1 && a.row_bytes == 0;
+    if (interleave && tmp.size() < static_cast<size_t>(L.padded_cols)) tmp.resize(static_cast<size_t>(L.padded_cols));
+    // The tile rows of a panel's last 16-token group past np are read (and their sums dropped).
+    if (a.row_bytes > 0 && np > 1)
+      std::memset(q + np * a.row_bytes, 0, static_cast<size_t>((round_up(np, 16) - np) * a.row_bytes));
     for (int64_t i = 0; i < np; ++i) {
       const float* xt = x + (p * a.panel + i) * L.cols;
-      int8_t* qt = np == 1 ? q : tmp.data();
+      int8_t* qt = a.row_bytes > 0 ? q + i * a.row_bytes : interleave ? tmp.data() : q;
+      if (a.row_bytes > 0) std::memset(qt + L.padded_cols, 0, static_cast<size_t>(a.row_bytes - L.padded_cols));
       if (first_non_finite(xt, L.cols) >= 0) {
         // NaN or infinity has no int8 code: the token's outputs become NaN (so the forward pass
         // reports it) instead of undefined integer conversions in the kernels.
@@ -66,7 +72,7 @@ void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActL
       } else {
         k.quantize_token(xt, L, qt, dx.data(), sums.data());
       }
-      if (np > 1) {
+      if (interleave) {
         const int64_t n_sub = L.padded_cols / 4;
         for (int64_t s = 0; s < n_sub; ++s) std::memcpy(q + (s * np + i) * 4, qt + s * 4, 4);
       }
@@ -230,7 +236,9 @@ void axpy_rows(const float* p, const float* v, int64_t rows, int64_t n, float* y
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
-  const detail::KernelTable& k = detail::kernels_for(active_isa());
+  const detail::KernelTable& isa_kernels = detail::kernels_for(active_isa());
+  const detail::KernelTable& k =
+      isa_kernels.few_tokens != nullptr && n_tokens < isa_kernels.min_tokens ? *isa_kernels.few_tokens : isa_kernels;
   if (!is_quantized(w.format)) {
     const int64_t n_blocks = (w.rows + kFloatRowBlock - 1) / kFloatRowBlock;
     pool.parallel_for(n_blocks, [&](int64_t b0, int64_t b1) {
@@ -241,7 +249,8 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
   detail::QGemmArgs args;
   args.L = QuantLayout::of(w);
   args.w = w.data;
-  args.A = detail::ActLayout::of(args.L, n_tokens, k.panel_tokens);
+  args.A = detail::ActLayout::of(args.L, n_tokens, k.panel_tokens,
+                                 k.token_major_acts ? detail::amx_row_bytes(args.L) : 0);
   std::byte* acts = act_scratch(args.A.total_bytes);
   args.acts = acts;
   args.y = y;

@@ -11,7 +11,8 @@ double measure_read_bandwidth_gbs(ThreadPool& pool);
 
 // Peak int8 dot-product rate in GOP/s (1 multiply-add = 2 ops) over all pool threads: 16
 // independent accumulator chains of the active ISA's int8 dot product (zmm / ymm vpdpbusd, or
-// vpmaddubsw + vpmaddwd + vpaddd on AVX2; a plain loop on scalar). Best of several trials.
+// vpmaddubsw + vpmaddwd + vpaddd on AVX2; a plain loop on scalar; on AMX, 4 independent tile
+// products, the tile unit's peak). Best of several trials.
 double measure_int8_peak_gops(ThreadPool& pool);
 
 }  // namespace phinfer::kernels
