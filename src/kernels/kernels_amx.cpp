@@ -67,7 +67,7 @@ void unpack_tile(const uint8_t* tile, const QuantLayout& L, int64_t n_sub, uint8
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t c = 0; c < L.n_chunks; ++c) {
     _mm_prefetch(reinterpret_cast<const char*>(tile + 64 * c) + kPrefetch, _MM_HINT_T0);
-    const __m512i v = _mm512_load_si512(tile + 64 * c);
+    const __m512i v = _mm512_loadu_si512(tile + 64 * c);  // weights need not be 64-byte aligned (as the AVX-512 path)
     if constexpr (Int4) {
       _mm512_store_si512(out + 128 * c, _mm512_and_si512(v, m4));
       _mm512_store_si512(out + 128 * c + 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
