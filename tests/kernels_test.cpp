@@ -288,8 +288,13 @@ TEST(KernelsMatmul, AmxTilesMatchScalarBitForBit) {
   uint32_t seed = 900;
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
+    // Int4 groups of 120: 30 sub-chunks a block, so a tile step is 15 of them and steps begin and end
+    // in the middle of a chunk. 16 and 31 tokens: one panel, its codes unpacked step by step.
+    std::vector<QCase> cases = kQCases;
+    cases.push_back({WeightFormat::Int4, 120, true});
+    cases.push_back({WeightFormat::Int4, 120, false});
     for (const MatmulCase& s : std::vector<MatmulCase>{{80, 384}, {45, 200}, {16, 1000}}) {
-      for (const QCase& qc : kQCases) {
+      for (const QCase& qc : cases) {
         const auto w = gaussian(static_cast<size_t>(s.rows * s.cols), ++seed, 0.05f);
         const auto q = quantize(w.data(), s.rows, s.cols, {qc.format, qc.group, qc.sym, QuantMethod::MinMax});
         for (int64_t nt : {2, 16, 31, 32, 33, 70}) {
