@@ -289,7 +289,7 @@ TEST(KernelsMatmul, AmxTilesMatchScalarBitForBit) {
   for (int threads : {1, 2}) {
     ThreadPool pool(threads);
     // Int4 groups of 120: 30 sub-chunks a block, so a tile step is 15 of them and steps begin and end
-    // in the middle of a chunk. 16 and 31 tokens: one panel, its codes unpacked step by step.
+    // in the middle of a chunk. 8 to 32 tokens: one panel, its codes unpacked step by step.
     std::vector<QCase> cases = kQCases;
     cases.push_back({WeightFormat::Int4, 120, true});
     cases.push_back({WeightFormat::Int4, 120, false});
@@ -297,7 +297,7 @@ TEST(KernelsMatmul, AmxTilesMatchScalarBitForBit) {
       for (const QCase& qc : cases) {
         const auto w = gaussian(static_cast<size_t>(s.rows * s.cols), ++seed, 0.05f);
         const auto q = quantize(w.data(), s.rows, s.cols, {qc.format, qc.group, qc.sym, QuantMethod::MinMax});
-        for (int64_t nt : {2, 16, 31, 32, 33, 70}) {
+        for (int64_t nt : {2, 8, 9, 16, 31, 32, 33, 70}) {
           const auto x = activations(static_cast<size_t>(nt * s.cols), ++seed);
           const std::string what = qname(qc) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
                                    " tokens " + std::to_string(nt) + " threads " + std::to_string(threads);

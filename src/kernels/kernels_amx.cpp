@@ -1,4 +1,4 @@
-// AMX kernels: the AVX-512 table, except that quantized matmuls of 16 or more tokens run on the
+// AMX kernels: the AVX-512 table, except that quantized matmuls of 8 or more tokens run on the
 // tile unit (fewer: the AVX-512 kernels, see min_tokens). Compiled for that target function by function (#pragma GCC target below), like
 // kernels_avx512.cpp; standard headers come before the target region.
 //
@@ -130,18 +130,29 @@ inline void block_epilogue(const QuantLayout& L, const ActPanel& P, const uint16
   const float* pdx = P.dx + j * np;
   const int32_t* pcorr = P.corr + j * np;
   const float* pdxs = P.dxs + j * np;
+  __m512 d[NT], m[NT];
   for (int n = 0; n < NT; ++n) {
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc[n] + j * sc_step)));
-    __m512 m = _mm512_setzero_ps();
-    if constexpr (ASYM) m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn[n] + j * sc_step)));
-    for (int64_t i = 0; i < np; ++i) {
-      __m512i I = _mm512_load_si512(c + (i / 16 * 2 + n) * 256 + (i % 16) * 16);
-      if constexpr (!ASYM) I = _mm512_add_epi32(I, _mm512_set1_epi32(pcorr[i]));
-      float* fi = f + i * 32 + n * 16;
-      __m512 acc = _mm512_load_ps(fi);
-      acc = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(pdx[i])), _mm512_cvtepi32_ps(I), acc);
-      if constexpr (ASYM) acc = _mm512_fmadd_ps(m, _mm512_set1_ps(pdxs[i]), acc);
-      _mm512_store_ps(fi, acc);
+    d[n] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc[n] + j * sc_step)));
+    m[n] = ASYM ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn[n] + j * sc_step))) : _mm512_setzero_ps();
+  }
+  // Token by token, both weight tiles under one broadcast of the token's factors (each output's
+  // operations and their order are those of the vpdpbusd kernels).
+  for (int64_t g = 0; g * 16 < np; ++g) {
+    const int32_t* cg = c + g * 2 * 256;
+    float* fg = f + g * 16 * 32;
+    const int64_t rows = std::min<int64_t>(16, np - g * 16);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = g * 16 + r;
+      const __m512 dx = _mm512_set1_ps(pdx[i]);
+      for (int n = 0; n < NT; ++n) {
+        __m512i I = _mm512_load_si512(cg + n * 256 + r * 16);
+        if constexpr (!ASYM) I = _mm512_add_epi32(I, _mm512_set1_epi32(pcorr[i]));
+        float* fi = fg + r * 32 + n * 16;
+        __m512 acc = _mm512_load_ps(fi);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(d[n], dx), _mm512_cvtepi32_ps(I), acc);
+        if constexpr (ASYM) acc = _mm512_fmadd_ps(m[n], _mm512_set1_ps(pdxs[i]), acc);
+        _mm512_store_ps(fi, acc);
+      }
     }
   }
 }
@@ -423,7 +434,7 @@ const KernelTable& amx_kernels() {
     k.panel_tokens = kAmxPanel;
     k.qgemm = qgemm;
     k.token_major_acts = true;
-    k.min_tokens = 16;
+    k.min_tokens = 8;
     k.few_tokens = &avx512_kernels();
     return k;
   }();

@@ -164,8 +164,8 @@ struct KernelTable {
   DotRowsQ8Fn dot_rows_q8 = nullptr;
   AxpyRowsQ8Fn axpy_rows_q8 = nullptr;
   bool token_major_acts = false;  // qgemm wants ActLayout rows of amx_row_bytes
-  // Quantized matmuls of fewer tokens than this run on `few_tokens` instead (measured: at 8 tokens
-  // the tile kernel, its weights unpacked for 16 token rows, is only as fast as vpdpbusd).
+  // Quantized matmuls of fewer tokens than this run on `few_tokens` instead (measured: from 8
+  // tokens on, the tile kernel, whose 16 token rows are then half empty, beats vpdpbusd).
   int64_t min_tokens = 0;
   const KernelTable* few_tokens = nullptr;
 };
