@@ -7,7 +7,7 @@
 //   avx_vnni  avx2 + AVX-VNNI: ymm vpdpbusd ({vex} encoding), 16 ymm registers
 //   avx512    AVX-512 F/BW/VL/DQ + AVX512-VNNI (+ FMA, F16C): zmm vpdpbusd
 //   amx       avx512 + AMX-TILE/AMX-INT8 (+ the OS's permission for tile state): quantized matmuls of
-//             16 or more tokens on the tile unit (tdpbsud); everything else, decode included, is the
+//             8 or more tokens on the tile unit (tdpbsud); everything else, decode included, is the
 //             avx512 code
 // Detection uses CPUID and XGETBV (the OS must save the ymm/zmm register state; for AMX, Linux must
 // also grant the process the tile data state, which detection requests).
