@@ -33,7 +33,7 @@ namespace phinfer::kernels::detail {
 namespace {
 
 constexpr int kAmxPanel = 32;     // tokens per activation panel: two A tiles
-constexpr int kPrefetch = 512;    // bytes ahead in a weight tile's stream while unpacking (it is in L2 by then)
+constexpr int64_t kPrefetch = 512;  // bytes ahead in a weight tile's stream while unpacking it whole (it is in L2 by then)
 
 inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
@@ -65,23 +65,37 @@ TileConfig tile_config(int64_t ks) {
   return c;
 }
 
-// One weight tile's codes as B rows (sub-chunk s at out + 64 s), in column order, zero from the last
-// real sub-chunk to `n_sub`.
+// B rows of one weight tile straight from its packed codes: sub-chunks [sub0, sub0 + count) at
+// out + 64 (sub - sub0), zero past the real ones (the padded tail of the last block); each chunk read
+// prefetches its stream `ahead` bytes further on.
 template <bool Int4>
-void unpack_tile(const uint8_t* tile, const QuantLayout& L, int64_t n_sub, uint8_t* out) {
+inline void unpack_subchunks(const uint8_t* tile, int64_t n_real, int64_t sub0, int64_t count, int64_t ahead, uint8_t* out) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  for (int64_t c = 0; c < L.n_chunks; ++c) {
-    _mm_prefetch(reinterpret_cast<const char*>(tile + 64 * c) + kPrefetch, _MM_HINT_T0);
-    const __m512i v = _mm512_loadu_si512(tile + 64 * c);  // weights need not be 64-byte aligned (as the AVX-512 path)
-    if constexpr (Int4) {
-      _mm512_store_si512(out + 128 * c, _mm512_and_si512(v, m4));
-      _mm512_store_si512(out + 128 * c + 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
-    } else {
-      _mm512_store_si512(out + 64 * c, v);
+  const int64_t end = sub0 + count;
+  auto chunk = [&](int64_t c) {
+    _mm_prefetch(reinterpret_cast<const char*>(tile + 64 * c) + ahead, _MM_HINT_T0);
+    return _mm512_loadu_si512(tile + 64 * c);  // weights need not be 64-byte aligned (as the AVX-512 path)
+  };
+  int64_t sub = sub0;
+  if constexpr (Int4) {
+    // Whole chunks (both halves) while the range holds them; a lone half at either end otherwise.
+    if (sub & 1) {
+      _mm512_store_si512(out, sub < n_real ? _mm512_and_si512(_mm512_srli_epi16(chunk(sub >> 1), 4), m4) : _mm512_setzero_si512());
+      ++sub;
     }
+    for (; sub + 2 <= end && sub + 2 <= n_real; sub += 2) {
+      const __m512i v = chunk(sub >> 1);
+      _mm512_store_si512(out + 64 * (sub - sub0), _mm512_and_si512(v, m4));
+      _mm512_store_si512(out + 64 * (sub - sub0) + 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+    }
+    if (sub < end && sub < n_real) {
+      _mm512_store_si512(out + 64 * (sub - sub0), _mm512_and_si512(chunk(sub >> 1), m4));
+      ++sub;
+    }
+  } else {
+    for (; sub < end && sub < n_real; ++sub) _mm512_store_si512(out + 64 * (sub - sub0), chunk(sub));
   }
-  const int64_t real = L.n_chunks * (Int4 ? 2 : 1);
-  std::memset(out + 64 * real, 0, static_cast<size_t>(64 * (n_sub - real)));
+  for (; sub < end; ++sub) _mm512_store_si512(out + 64 * (sub - sub0), _mm512_setzero_si512());
 }
 
 constexpr int kRingSteps = 8;       // unpacked steps in flight (L1): kAhead ahead of the tile products
@@ -91,7 +105,7 @@ constexpr int64_t kStreamAhead = 2048;  // bytes ahead in each weight tile's str
 
 struct Scratch {
   std::vector<uint8_t> raw;
-  uint8_t* w[2] = {};
+  uint8_t* w[2] = {};     // two weight tiles unpacked whole (several panels)
   uint8_t* ring = nullptr;  // panel_tiles_streamed's unpacked steps
   int32_t* c = nullptr;  // 2 x 4 C tiles (block j and block j - 1)
   float* f = nullptr;    // fp32 sums [32 tokens][32 rows]
@@ -157,6 +171,43 @@ inline void block_epilogue(const QuantLayout& L, const ActPanel& P, const uint16
   }
 }
 
+// The C tiles of a block: C0 + 2 m + n for token group m and weight tile n (C0 = 6: the second set,
+// one token group only). The tile intrinsics take literal register numbers, hence the spelled-out sets.
+template <int MT, int NT, int C0>
+inline void zero_block() {
+  static_assert(C0 == 4 || (C0 == 6 && MT == 1));
+  if constexpr (C0 == 4) {
+    _tile_zero(4);
+    if constexpr (NT == 2) _tile_zero(5);
+    if constexpr (MT == 2) _tile_zero(6);
+    if constexpr (MT == 2 && NT == 2) _tile_zero(7);
+  } else {
+    _tile_zero(6);
+    if constexpr (NT == 2) _tile_zero(7);
+  }
+}
+
+template <int MT, int NT, int C0>
+inline void store_block(int32_t* c) {
+  if constexpr (C0 == 4) {
+    _tile_stored(4, c, 64);
+    if constexpr (NT == 2) _tile_stored(5, c + 256, 64);
+    if constexpr (MT == 2) _tile_stored(6, c + 512, 64);
+    if constexpr (MT == 2 && NT == 2) _tile_stored(7, c + 768, 64);
+  } else {
+    static_assert(MT == 1);
+    _tile_stored(6, c, 64);
+    if constexpr (NT == 2) _tile_stored(7, c + 256, 64);
+  }
+}
+
+// The fp32 sums of a panel's tokens [np][32] to y (rows past the matrix's end masked off).
+template <int NT>
+inline void store_outputs(const float* f, int64_t np, float* y, int64_t ys, const __mmask16* rmask) {
+  for (int64_t i = 0; i < np; ++i)
+    for (int n = 0; n < NT; ++n) _mm512_mask_storeu_ps(y + i * ys + n * 16, rmask[n], _mm512_load_ps(f + i * 32 + n * 16));
+}
+
 // Tokens of one panel (MT groups of 16) x NT weight tiles (16 rows each), all blocks. Software
 // pipelined: the tile products of block j are issued before the (AVX-512) epilogue of block j - 1,
 // whose sums wait in the other half of the C buffer, so that the tile unit and the vector units overlap.
@@ -173,10 +224,7 @@ void panel_tiles(const QuantLayout& L, int64_t ks, int64_t sub_per_block, int64_
   std::memset(f, 0, sizeof(float) * 32 * 32);
   for (int64_t j = 0; j < nb; ++j) {
     const int64_t steps = ((j + 1 < nb ? sub_per_block : sub_last) + ks - 1) / ks;
-    _tile_zero(4);
-    if constexpr (NT == 2) _tile_zero(5);
-    if constexpr (MT == 2) _tile_zero(6);
-    if constexpr (MT == 2 && NT == 2) _tile_zero(7);
+    zero_block<MT, NT, 4>();
     for (int64_t st = 0; st < steps; ++st) {
       const int64_t sub = j * sub_per_block + st * ks;
       _tile_loadd(0, P.q + 4 * sub, row_bytes);
@@ -192,44 +240,10 @@ void panel_tiles(const QuantLayout& L, int64_t ks, int64_t sub_per_block, int64_
     for (int64_t l = j * next_lines_per_block; l < std::min((j + 1) * next_lines_per_block, next_bytes / 64); ++l)
       _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T1);
     if (j > 0) block_epilogue<ASYM, NT>(L, P, sc, mn, j - 1, s.c + 1024 * ((j - 1) & 1), f);
-    int32_t* c = s.c + 1024 * (j & 1);
-    _tile_stored(4, c, 64);
-    if constexpr (NT == 2) _tile_stored(5, c + 256, 64);
-    if constexpr (MT == 2) _tile_stored(6, c + 512, 64);
-    if constexpr (MT == 2 && NT == 2) _tile_stored(7, c + 768, 64);
+    store_block<MT, NT, 4>(s.c + 1024 * (j & 1));
   }
   block_epilogue<ASYM, NT>(L, P, sc, mn, nb - 1, s.c + 1024 * ((nb - 1) & 1), f);
-  for (int64_t i = 0; i < np; ++i)
-    for (int n = 0; n < NT; ++n) _mm512_mask_storeu_ps(y + i * ys + n * 16, rmask[n], _mm512_load_ps(f + i * 32 + n * 16));
-}
-
-// One step's B rows of one weight tile straight from its packed codes: sub-chunks [sub0, sub0 + ks)
-// at out + 64 (sub - sub0), zero past the real ones (the padded tail of the last block).
-template <bool Int4>
-inline void unpack_step(const uint8_t* tile, int64_t n_real, int64_t sub0, int64_t ks, uint8_t* out) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  int64_t sub = sub0;
-  if constexpr (Int4) {
-    // Whole chunks (both halves) while the step holds them; a lone half at either end otherwise.
-    if (sub & 1) {
-      const __m512i v = _mm512_loadu_si512(tile + 64 * (sub >> 1));
-      _mm512_store_si512(out, sub < n_real ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4) : _mm512_setzero_si512());
-      ++sub;
-    }
-    for (; sub + 2 <= sub0 + ks && sub + 2 <= n_real; sub += 2) {
-      const __m512i v = _mm512_loadu_si512(tile + 64 * (sub >> 1));
-      _mm512_store_si512(out + 64 * (sub - sub0), _mm512_and_si512(v, m4));
-      _mm512_store_si512(out + 64 * (sub - sub0) + 64, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
-    }
-    if (sub < sub0 + ks && sub < n_real) {
-      _mm512_store_si512(out + 64 * (sub - sub0), _mm512_and_si512(_mm512_loadu_si512(tile + 64 * (sub >> 1)), m4));
-      ++sub;
-    }
-  } else {
-    for (; sub < sub0 + ks && sub < n_real; ++sub)
-      _mm512_store_si512(out + 64 * (sub - sub0), _mm512_loadu_si512(tile + 64 * sub));
-  }
-  for (; sub < sub0 + ks; ++sub) _mm512_store_si512(out + 64 * (sub - sub0), _mm512_setzero_si512());
+  store_outputs<NT>(f, np, y, ys, rmask);
 }
 
 // Block j's tile products into C tiles C0 + 2 m + n, its B rows unpacked step by step kAhead steps
@@ -237,28 +251,13 @@ inline void unpack_step(const uint8_t* tile, int64_t n_real, int64_t sub0, int64
 template <bool Int4, int MT, int NT, int C0>
 inline void block_products_streamed(const uint8_t* const* tiles, int64_t n_real, int64_t ks, int64_t g_begin,
                                     int64_t g_end, int64_t g_total, const ActPanel& P, int64_t row_bytes, uint8_t* ring) {
-  static_assert(C0 == 4 || (C0 == 6 && MT == 1));
   const int64_t slot = NT * ks * 64;
-  // The tile intrinsics take literal register numbers, hence the two spelled-out sets.
-  if constexpr (C0 == 4) {
-    _tile_zero(4);
-    if constexpr (NT == 2) _tile_zero(5);
-    if constexpr (MT == 2) _tile_zero(6);
-    if constexpr (MT == 2 && NT == 2) _tile_zero(7);
-  } else {
-    _tile_zero(6);
-    if constexpr (NT == 2) _tile_zero(7);
-  }
+  zero_block<MT, NT, C0>();
   for (int64_t g = g_begin; g < g_end; ++g) {
     if (g + kAhead < g_total) {
       uint8_t* out = ring + ((g + kAhead) % kRingSteps) * slot;
       const int64_t sub0 = (g + kAhead) * ks;
-      for (int n = 0; n < NT; ++n) {
-        const int64_t byte0 = Int4 ? 32 * sub0 : 64 * sub0;
-        for (int64_t b = 0; b < (Int4 ? 32 : 64) * ks; b += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(tiles[n] + byte0 + b) + kStreamAhead, _MM_HINT_T0);
-        unpack_step<Int4>(tiles[n], n_real, sub0, ks, out + n * ks * 64);
-      }
+      for (int n = 0; n < NT; ++n) unpack_subchunks<Int4>(tiles[n], n_real, sub0, ks, kStreamAhead, out + n * ks * 64);
     }
     const uint8_t* b = ring + (g % kRingSteps) * slot;
     const int64_t sub = g * ks;
@@ -289,38 +288,26 @@ inline void block_products_streamed(const uint8_t* const* tiles, int64_t n_real,
   }
 }
 
-template <int MT, int NT, int C0>
-inline void store_block(int32_t* c) {
-  if constexpr (C0 == 4) {
-    _tile_stored(4, c, 64);
-    if constexpr (NT == 2) _tile_stored(5, c + 256, 64);
-    if constexpr (MT == 2) _tile_stored(6, c + 512, 64);
-    if constexpr (MT == 2 && NT == 2) _tile_stored(7, c + 768, 64);
-  } else {
-    static_assert(MT == 1);
-    _tile_stored(6, c, 64);
-    if constexpr (NT == 2) _tile_stored(7, c + 256, 64);
-  }
-}
-
 // A single panel (at most 32 tokens: decode of a batch) reads each weight once, so unpacking whole
 // tiles ahead (panel_tiles) would only add a pass through L2: here the codes are unpacked a few steps
 // ahead of the tile products into L1 and the weight streams are prefetched. With one token group the
 // C tiles alternate between two sets (4, 5 and 6, 7) from block to block, so that block j's products
 // do not wait for block j - 1's sums to be stored for its epilogue.
 template <bool Int4, bool ASYM, int MT, int NT>
-void panel_tiles_streamed(const QuantLayout& L, int64_t ks, int64_t sub_per_block, const ActPanel& P, int64_t row_bytes,
-                          const Scratch& s, const uint8_t* const* tiles, float* y, int64_t ys, const __mmask16* rmask) {
+void panel_tiles_streamed(const QuantLayout& L, int64_t ks, int64_t sub_per_block, int64_t n_sub, const ActPanel& P,
+                          int64_t row_bytes, const Scratch& s, const uint8_t* const* tiles, float* y, int64_t ys,
+                          const __mmask16* rmask) {
   const int64_t nb = L.n_blocks;
   const int64_t n_real = L.n_chunks * (Int4 ? 2 : 1);
   const int64_t steps_per_block = sub_per_block / ks;
-  const int64_t g_total = (n_real - (nb - 1) * sub_per_block + ks - 1) / ks + (nb - 1) * steps_per_block;
+  const int64_t g_total = n_sub / ks;  // steps: no step straddles two blocks, the last is padded
   const uint16_t* sc[NT];
   const uint16_t* mn[NT];
   scale_streams<NT>(L, tiles, sc, mn);
   uint8_t* ring = s.ring;
   for (int64_t g = 0; g < std::min<int64_t>(kAhead, g_total); ++g)
-    for (int n = 0; n < NT; ++n) unpack_step<Int4>(tiles[n], n_real, g * ks, ks, ring + (g % kRingSteps) * NT * ks * 64 + n * ks * 64);
+    for (int n = 0; n < NT; ++n)
+      unpack_subchunks<Int4>(tiles[n], n_real, g * ks, ks, kStreamAhead, ring + (g % kRingSteps) * NT * ks * 64 + n * ks * 64);
   float* f = s.f;
   std::memset(f, 0, sizeof(float) * 32 * 32);
   for (int64_t j = 0; j < nb; ++j) {
@@ -355,8 +342,7 @@ void panel_tiles_streamed(const QuantLayout& L, int64_t ks, int64_t sub_per_bloc
     if (nb > 1) block_epilogue<ASYM, NT>(L, P, sc, mn, nb - 2, s.c + 1024 * ((nb - 2) & 1), f);
   }
   block_epilogue<ASYM, NT>(L, P, sc, mn, nb - 1, s.c + 1024 * ((nb - 1) & 1), f);
-  for (int64_t i = 0; i < P.np; ++i)
-    for (int n = 0; n < NT; ++n) _mm512_mask_storeu_ps(y + i * ys + n * 16, rmask[n], _mm512_load_ps(f + i * 32 + n * 16));
+  store_outputs<NT>(f, P.np, y, ys, rmask);
 }
 
 template <bool Int4, bool ASYM>
@@ -368,7 +354,7 @@ void qgemm_tiles(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
   const int64_t sub_per_block = L.block_chunks * per_chunk;
   const int64_t sub_last = L.block_n_chunks(L.n_blocks - 1) * per_chunk;
   const int64_t n_sub = (L.n_blocks - 1) * sub_per_block + round_up(sub_last, ks);
-  const Scratch& s = scratch(n_sub);
+  const Scratch& s = scratch(A.n_panels == 1 ? 0 : n_sub);  // a single panel unpacks into the ring only
   const TileConfig cfg = tile_config(ks);
   _tile_loadconfig(&cfg);
   for (int64_t t = tile_begin; t < tile_end; t += 2) {
@@ -384,15 +370,15 @@ void qgemm_tiles(const QGemmArgs& a, int64_t tile_begin, int64_t tile_end) {
       float* y = a.y + t * kTileRows;
       const bool two_groups = P.np > 16;
       if (nt == 2) {
-        if (two_groups) panel_tiles_streamed<Int4, ASYM, 2, 2>(L, ks, sub_per_block, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
-        else panel_tiles_streamed<Int4, ASYM, 1, 2>(L, ks, sub_per_block, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
+        if (two_groups) panel_tiles_streamed<Int4, ASYM, 2, 2>(L, ks, sub_per_block, n_sub, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
+        else panel_tiles_streamed<Int4, ASYM, 1, 2>(L, ks, sub_per_block, n_sub, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
       } else {
-        if (two_groups) panel_tiles_streamed<Int4, ASYM, 2, 1>(L, ks, sub_per_block, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
-        else panel_tiles_streamed<Int4, ASYM, 1, 1>(L, ks, sub_per_block, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
+        if (two_groups) panel_tiles_streamed<Int4, ASYM, 2, 1>(L, ks, sub_per_block, n_sub, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
+        else panel_tiles_streamed<Int4, ASYM, 1, 1>(L, ks, sub_per_block, n_sub, P, A.row_bytes, s, tiles, y, a.y_stride, rmask);
       }
       continue;
     }
-    for (int n = 0; n < nt; ++n) unpack_tile<Int4>(tiles[n], L, n_sub, s.w[n]);
+    for (int n = 0; n < nt; ++n) unpack_subchunks<Int4>(tiles[n], L.n_chunks * per_chunk, 0, n_sub, kPrefetch, s.w[n]);
     const uint8_t* next = reinterpret_cast<const uint8_t*>(a.w) + (t + nt) * L.tile_bytes;
     const int64_t next_bytes = (std::min(tile_end, t + nt + 2) - (t + nt)) * L.tile_bytes;
     for (int64_t p = 0; p < A.n_panels; ++p) {

@@ -57,7 +57,7 @@ void quantize_activations(const KernelTable& k, const QuantLayout& L, const ActL
     const bool interleave = np > 1 && a.row_bytes == 0;
     if (interleave && tmp.size() < static_cast<size_t>(L.padded_cols)) tmp.resize(static_cast<size_t>(L.padded_cols));
     // The tile rows of a panel's last 16-token group past np are read (and their sums dropped).
-    if (a.row_bytes > 0 && np > 1)
+    if (a.row_bytes > 0)
       std::memset(q + np * a.row_bytes, 0, static_cast<size_t>((round_up(np, 16) - np) * a.row_bytes));
     for (int64_t i = 0; i < np; ++i) {
       const float* xt = x + (p * a.panel + i) * L.cols;
