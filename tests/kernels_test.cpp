@@ -585,3 +585,83 @@ TEST(KernelsAttentionRows, HalfAndInt8RowsEqualFp32RowsOfTheirValuesOnEveryIsa) 
 
 }  // namespace
 }  // namespace phinfer::kernels
+
+namespace phinfer::kernels {
+namespace {
+// Several queries over one block of rows give, query by query, the bits of the one-query calls, for
+// every storage precision, head size and ISA path (each path may load a row once for all queries).
+TEST(KernelsAttentionRows, SeveralQueriesEqualOneQueryAtATimeOnEveryIsa) {
+  IsaGuard guard;
+  std::mt19937_64 rng(23);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::uniform_int_distribution<int> code(-127, 127);
+  for (int64_t n : {16, 40, 96, 128, 200, 256, 300}) {
+    for (int64_t rows : {1, 5, 64}) {
+      std::vector<float> x(static_cast<size_t>(rows * n)), scales(static_cast<size_t>(rows));
+      std::vector<uint16_t> h(x.size());
+      std::vector<int8_t> c(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = d(rng);
+        h[i] = f32_to_f16(d(rng));
+        c[i] = static_cast<int8_t>(code(rng));
+      }
+      for (auto& s : scales) s = std::fabs(d(rng)) / 127.0f;
+      std::vector<std::vector<float>> q(kMaxQueryRows), p(kMaxQueryRows), y0(kMaxQueryRows);
+      for (int i = 0; i < kMaxQueryRows; ++i) {
+        q[i].resize(static_cast<size_t>(n));
+        p[i].resize(static_cast<size_t>(rows));
+        y0[i].resize(static_cast<size_t>(n));
+        for (auto* v : {&q[i], &p[i], &y0[i]})
+          for (auto& e : *v) e = d(rng);
+      }
+      for (Isa isa : supported_isas()) {
+        set_isa_for_testing(isa);
+        for (int nq = 1; nq <= kMaxQueryRows; ++nq) {
+          const std::string what = std::string(isa_name(isa)) + " n=" + std::to_string(n) + " rows=" +
+                                   std::to_string(rows) + " queries=" + std::to_string(nq);
+          // Each storage: the multi-query call, then one call per query.
+          auto check = [&](const char* storage, auto&& dots, auto&& axpys) {
+            std::vector<std::vector<float>> got(nq, std::vector<float>(static_cast<size_t>(rows))), want = got;
+            std::vector<std::vector<float>> yg(y0.begin(), y0.begin() + nq), yw = yg;
+            const float* qs[kMaxQueryRows];
+            const float* ps[kMaxQueryRows];
+            float* outs[kMaxQueryRows];
+            float* ys[kMaxQueryRows];
+            for (int i = 0; i < nq; ++i) {
+              qs[i] = q[i].data();
+              ps[i] = p[i].data();
+              outs[i] = got[i].data();
+              ys[i] = yg[i].data();
+            }
+            dots(qs, nq, outs);
+            axpys(ps, nq, ys);
+            for (int i = 0; i < nq; ++i) {
+              float* one_out[1] = {want[i].data()};
+              float* one_y[1] = {yw[i].data()};
+              dots(&qs[i], 1, one_out);
+              axpys(&ps[i], 1, one_y);
+              expect_identical(want[i], got[i], std::string(storage) + " scores, query " + std::to_string(i) + " " + what);
+              expect_identical(yw[i], yg[i], std::string(storage) + " values, query " + std::to_string(i) + " " + what);
+            }
+            // And one query through the one-query API.
+            std::vector<float> single(static_cast<size_t>(rows));
+            if (std::string(storage) == "f32") {
+              dot_rows(q[0].data(), x.data(), rows, n, single.data());
+              expect_identical(single, want[0], "f32 one-query API " + what);
+            }
+          };
+          check("f32", [&](const float* const* qs, int k, float* const* o) { dot_rows(qs, k, x.data(), rows, n, o); },
+                [&](const float* const* ps, int k, float* const* y) { axpy_rows(ps, k, x.data(), rows, n, y); });
+          check("f16", [&](const float* const* qs, int k, float* const* o) { dot_rows(qs, k, h.data(), rows, n, o); },
+                [&](const float* const* ps, int k, float* const* y) { axpy_rows(ps, k, h.data(), rows, n, y); });
+          check("q8",
+                [&](const float* const* qs, int k, float* const* o) { dot_rows(qs, k, c.data(), scales.data(), rows, n, o); },
+                [&](const float* const* ps, int k, float* const* y) { axpy_rows(ps, k, c.data(), scales.data(), rows, n, y); });
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace phinfer::kernels

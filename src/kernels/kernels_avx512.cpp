@@ -501,6 +501,89 @@ void axpy_rows_src(const float* p, const Src& x, int64_t rows, int64_t n, float*
   if (!with_nv(n, [&](auto nv) { axpy_rows_nv<decltype(nv)::value>(p, x, rows, n, y); })) axpy_rows_wide(p, x, rows, n, y);
 }
 
+// nq queries against one block of rows: each key (value) row is loaded into registers once and
+// used by every query; per query, the operations and order of dot_rows_nv / axpy_rows_nv.
+template <int NV, int NQ, typename Src>
+void dot_rows_multi_nv(const float* const* q, const Src& k, int64_t rows, int64_t n, float* const* out) {
+  const __mmask16 last = tail_mask(n - (NV - 1) * 16);
+  for (int64_t r = 0; r < rows; ++r) {
+    __m512 kv[NV];
+    PHINFER_UNROLL for (int v = 0; v < NV; ++v) kv[v] = k.load(r, v, v + 1 < NV ? __mmask16(0xFFFF) : last);
+    __m512 acc[NQ];
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) acc[i] = _mm512_setzero_ps();
+    PHINFER_UNROLL for (int v = 0; v < NV; ++v) PHINFER_UNROLL for (int i = 0; i < NQ; ++i) {
+      if (v + 1 < NV) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(q[i] + v * 16), kv[v], acc[i]);
+      else acc[i] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(last, q[i] + v * 16), kv[v], acc[i], last);
+    }
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) out[i][r] = reduce16(acc[i]);
+  }
+}
+
+// Accumulators of NQ queries for VB vectors at a time stay in registers (NQ * VB + VB + 1 <= 32).
+template <int NV, int NQ, typename Src>
+void axpy_rows_multi_nv(const float* const* p, const Src& x, int64_t rows, int64_t n, float* const* y) {
+  constexpr int VB = NV < 31 / (NQ + 1) ? NV : 31 / (NQ + 1);
+  const __mmask16 last = tail_mask(n - (NV - 1) * 16);
+  for (int v0 = 0; v0 < NV; v0 += VB) {
+    auto mask = [&](int v) { return v + 1 < NV ? __mmask16(0xFFFF) : last; };
+    __m512 acc[NQ][VB];
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) PHINFER_UNROLL for (int b = 0; b < VB; ++b)
+      if (v0 + b < NV) acc[i][b] = _mm512_maskz_loadu_ps(mask(v0 + b), y[i] + (v0 + b) * 16);
+    for (int64_t r = 0; r < rows; ++r) {
+      __m512 xv[VB];
+      PHINFER_UNROLL for (int b = 0; b < VB; ++b) if (v0 + b < NV) xv[b] = x.load(r, v0 + b, mask(v0 + b));
+      PHINFER_UNROLL for (int i = 0; i < NQ; ++i) {
+        const __m512 a = _mm512_set1_ps(p[i][r]);
+        PHINFER_UNROLL for (int b = 0; b < VB; ++b) if (v0 + b < NV) acc[i][b] = _mm512_fmadd_ps(a, xv[b], acc[i][b]);
+      }
+    }
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) PHINFER_UNROLL for (int b = 0; b < VB; ++b)
+      if (v0 + b < NV) _mm512_mask_storeu_ps(y[i] + (v0 + b) * 16, mask(v0 + b), acc[i][b]);
+  }
+}
+
+// fn(std::integral_constant<int, NQ>) for 2 <= nq <= kMaxQueryRows.
+template <typename Fn>
+void with_nq(int nq, Fn&& fn) {
+  static_assert(kMaxQueryRows == 4);
+  switch (nq) {
+    case 2: return fn(std::integral_constant<int, 2>{});
+    case 3: return fn(std::integral_constant<int, 3>{});
+    default: return fn(std::integral_constant<int, 4>{});
+  }
+}
+
+template <typename Fn>
+void with_rows(const StoredRows& s, int64_t n, Fn&& fn) {
+  switch (s.storage) {
+    case RowStorage::F32: return fn(F32Src{static_cast<const float*>(s.x), n});
+    case RowStorage::F16: return fn(F16Src{static_cast<const uint16_t*>(s.x), n});
+    case RowStorage::Q8: return fn(Q8Src{static_cast<const int8_t*>(s.x), s.scales, n});
+  }
+}
+
+void dot_rows_multi(const float* const* q, int nq, const StoredRows& k, int64_t rows, int64_t n, float* const* out) {
+  with_rows(k, n, [&](const auto& src) {
+    if (nq == 1) return dot_rows_src(q[0], src, rows, n, out[0]);
+    const bool fits = with_nv(n, [&](auto nv) {
+      with_nq(nq, [&](auto nqc) { dot_rows_multi_nv<decltype(nv)::value, decltype(nqc)::value>(q, src, rows, n, out); });
+    });
+    if (!fits)
+      for (int i = 0; i < nq; ++i) dot_rows_wide(q[i], src, rows, n, out[i]);
+  });
+}
+
+void axpy_rows_multi(const float* const* p, int nq, const StoredRows& x, int64_t rows, int64_t n, float* const* y) {
+  with_rows(x, n, [&](const auto& src) {
+    if (nq == 1) return axpy_rows_src(p[0], src, rows, n, y[0]);
+    const bool fits = with_nv(n, [&](auto nv) {
+      with_nq(nq, [&](auto nqc) { axpy_rows_multi_nv<decltype(nv)::value, decltype(nqc)::value>(p, src, rows, n, y); });
+    });
+    if (!fits)
+      for (int i = 0; i < nq; ++i) axpy_rows_wide(p[i], src, rows, n, y[i]);
+  });
+}
+
 void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) { dot_rows_src(q, F32Src{k, n}, rows, n, out); }
 void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) { axpy_rows_src(p, F32Src{x, n}, rows, n, y); }
 void dot_rows_f16(const float* q, const uint16_t* k, int64_t rows, int64_t n, float* out) {
@@ -638,7 +721,7 @@ namespace phinfer::kernels::detail {
 const KernelTable& avx512_kernels() {
   static const KernelTable t{Isa::Avx512, kPanel, false, quantize_token, qgemm,     fgemm,        dot,
                              axpy,          exp_minus, silu_mul,     axpy_rows, dot_rows,
-                             dot_rows_f16,  axpy_rows_f16, dot_rows_q8, axpy_rows_q8};
+                             dot_rows_f16,  axpy_rows_f16, dot_rows_q8, axpy_rows_q8, dot_rows_multi, axpy_rows_multi};
   return t;
 }
 

@@ -23,7 +23,8 @@ namespace phinfer::kernels::detail {
 
 const KernelTable& avxvnni_kernels() {
   static const KernelTable t{Isa::AvxVnni, kPanel, false, quantize_token, qgemm, fgemm, dot, axpy, exp_minus, silu_mul,
-                             axpy_rows,     dot_rows,     dot_rows_f16, axpy_rows_f16, dot_rows_q8, axpy_rows_q8};
+                             axpy_rows,     dot_rows,     dot_rows_f16, axpy_rows_f16, dot_rows_q8, axpy_rows_q8,
+                             dot_rows_multi, axpy_rows_multi};
   return t;
 }
 

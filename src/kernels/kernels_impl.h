@@ -112,6 +112,16 @@ using DotRowsF16Fn = void (*)(const float* q, const uint16_t* k, int64_t rows, i
 using AxpyRowsF16Fn = void (*)(const float* p, const uint16_t* x, int64_t rows, int64_t n, float* y);
 using DotRowsQ8Fn = void (*)(const float* q, const int8_t* k, const float* scales, int64_t rows, int64_t n, float* out);
 using AxpyRowsQ8Fn = void (*)(const float* p, const int8_t* x, const float* scales, int64_t rows, int64_t n, float* y);
+// Attention rows in their stored precision, and nq (<= kMaxQueryRows) queries over the same rows:
+// out[i][r] / y[i] as the one-query functions above give them for q[i] / p[i], bit for bit.
+enum class RowStorage { F32, F16, Q8 };
+struct StoredRows {
+  RowStorage storage;
+  const void* x;          // float, uint16_t (f16) or int8_t codes, rows * n of them
+  const float* scales;    // Q8 only: one per row
+};
+using DotRowsMultiFn = void (*)(const float* const* q, int nq, const StoredRows& k, int64_t rows, int64_t n, float* const* out);
+using AxpyRowsMultiFn = void (*)(const float* const* p, int nq, const StoredRows& x, int64_t rows, int64_t n, float* const* y);
 // x[i] = exp_approx(x[i] - shift) (see below).
 using ExpMinusFn = void (*)(float* x, int64_t n, float shift);
 // out[i] = gate[i] / (1 + exp_approx(-gate[i])) * up[i].
@@ -163,6 +173,9 @@ struct KernelTable {
   AxpyRowsF16Fn axpy_rows_f16 = nullptr;
   DotRowsQ8Fn dot_rows_q8 = nullptr;
   AxpyRowsQ8Fn axpy_rows_q8 = nullptr;
+  // Optional: several queries per load of a key or value row.
+  DotRowsMultiFn dot_rows_multi = nullptr;
+  AxpyRowsMultiFn axpy_rows_multi = nullptr;
   bool token_major_acts = false;  // qgemm wants ActLayout rows of amx_row_bytes
   // Quantized matmuls of fewer tokens than this run on `few_tokens` instead (measured: from 8
   // tokens on, the tile kernel, whose 16 token rows are then half empty, beats vpdpbusd).

@@ -392,6 +392,88 @@ void axpy_rows_src(const float* p, const Src& x, int64_t rows, int64_t n, float*
   }
 }
 
+// NQ queries against one block of rows, each key (value) chunk loaded once for all of them; per
+// query, the operations and order of dot_rows_src / axpy_rows_src.
+template <int NQ, typename Src>
+void dot_rows_multi_src(const float* const* q, const Src& k, int64_t rows, int64_t n, float* const* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    V16 acc[NQ];
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) acc[i] = V16{_mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+      const V16 kv{k.load8(r, c, 16), k.load8(r, c + 8, 8)};
+      PHINFER_UNROLL for (int i = 0; i < NQ; ++i) acc[i] = fma16(load_x16(q[i] + c), kv, acc[i]);
+    }
+    if (c < n) {
+      const V16 kv{k.load8(r, c, n - c), k.load8(r, c + 8, n - c - 8)};
+      PHINFER_UNROLL for (int i = 0; i < NQ; ++i) acc[i] = fma16_tail(load_x16_tail(q[i] + c, n - c), kv, acc[i], n - c);
+    }
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) out[i][r] = reduce16(acc[i]);
+  }
+}
+
+// 16 columns at a time: NQ x 2 accumulators, the value chunk and the weight in 16 registers.
+template <int NQ, typename Src>
+void axpy_rows_multi_src(const float* const* p, const Src& x, int64_t rows, int64_t n, float* const* y) {
+  for (int64_t c0 = 0; c0 < n; c0 += 16) {
+    const int64_t w = std::min<int64_t>(16, n - c0);
+    auto load = [&](const float* at, int64_t m) {
+      return m >= 8 ? _mm256_loadu_ps(at) : m > 0 ? _mm256_maskload_ps(at, lane_mask(m)) : _mm256_setzero_ps();
+    };
+    __m256 acc[NQ][2];
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) {
+      acc[i][0] = load(y[i] + c0, w);
+      acc[i][1] = load(y[i] + c0 + 8, w - 8);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const __m256 x0 = x.load8(r, c0, w), x1 = x.load8(r, c0 + 8, w - 8);
+      PHINFER_UNROLL for (int i = 0; i < NQ; ++i) {
+        const __m256 a = _mm256_set1_ps(p[i][r]);
+        acc[i][0] = _mm256_fmadd_ps(a, x0, acc[i][0]);
+        if (w > 8) acc[i][1] = _mm256_fmadd_ps(a, x1, acc[i][1]);
+      }
+    }
+    PHINFER_UNROLL for (int i = 0; i < NQ; ++i) {
+      if (w >= 8) _mm256_storeu_ps(y[i] + c0, acc[i][0]);
+      else _mm256_maskstore_ps(y[i] + c0, lane_mask(w), acc[i][0]);
+      if (w >= 16) _mm256_storeu_ps(y[i] + c0 + 8, acc[i][1]);
+      else if (w > 8) _mm256_maskstore_ps(y[i] + c0 + 8, lane_mask(w - 8), acc[i][1]);
+    }
+  }
+}
+
+template <typename Fn>
+void with_stored_rows(const StoredRows& s, int64_t n, Fn&& fn) {
+  switch (s.storage) {
+    case RowStorage::F32: return fn(F32Rows{static_cast<const float*>(s.x), n});
+    case RowStorage::F16: return fn(F16Rows{static_cast<const uint16_t*>(s.x), n});
+    case RowStorage::Q8: return fn(Q8Rows{static_cast<const int8_t*>(s.x), s.scales, n});
+  }
+}
+
+void dot_rows_multi(const float* const* q, int nq, const StoredRows& k, int64_t rows, int64_t n, float* const* out) {
+  static_assert(kMaxQueryRows == 4);
+  with_stored_rows(k, n, [&](const auto& src) {
+    switch (nq) {
+      case 1: return dot_rows_src(q[0], src, rows, n, out[0]);
+      case 2: return dot_rows_multi_src<2>(q, src, rows, n, out);
+      case 3: return dot_rows_multi_src<3>(q, src, rows, n, out);
+      default: return dot_rows_multi_src<4>(q, src, rows, n, out);
+    }
+  });
+}
+
+void axpy_rows_multi(const float* const* p, int nq, const StoredRows& x, int64_t rows, int64_t n, float* const* y) {
+  with_stored_rows(x, n, [&](const auto& src) {
+    switch (nq) {
+      case 1: return axpy_rows_src(p[0], src, rows, n, y[0]);
+      case 2: return axpy_rows_multi_src<2>(p, src, rows, n, y);
+      case 3: return axpy_rows_multi_src<3>(p, src, rows, n, y);
+      default: return axpy_rows_multi_src<4>(p, src, rows, n, y);
+    }
+  });
+}
+
 void dot_rows(const float* q, const float* k, int64_t rows, int64_t n, float* out) { dot_rows_src(q, F32Rows{k, n}, rows, n, out); }
 void axpy_rows(const float* p, const float* x, int64_t rows, int64_t n, float* y) { axpy_rows_src(p, F32Rows{x, n}, rows, n, y); }
 void dot_rows_f16(const float* q, const uint16_t* k, int64_t rows, int64_t n, float* out) {

@@ -220,6 +220,55 @@ void axpy_rows(const float* p, const int8_t* v, const float* scales, int64_t row
   axpy_rows(p, q8_rows(v, scales, rows, n), rows, n, y);
 }
 
+namespace {
+// The path's multi-query kernel, or one call per query (the same bits by definition).
+template <typename Single>
+void dot_rows_each(const float* const* q, int nq, const detail::StoredRows& k, int64_t rows, int64_t n,
+                   float* const* out, Single&& single) {
+  if (rows <= 0 || nq <= 0) return;
+  if (nq > kMaxQueryRows) throw Error("internal: more than " + std::to_string(kMaxQueryRows) + " queries per call");
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.dot_rows_multi) return t.dot_rows_multi(q, nq, k, rows, n, out);
+  for (int i = 0; i < nq; ++i) single(q[i], out[i]);
+}
+template <typename Single>
+void axpy_rows_each(const float* const* p, int nq, const detail::StoredRows& x, int64_t rows, int64_t n,
+                    float* const* y, Single&& single) {
+  if (rows <= 0 || nq <= 0) return;
+  if (nq > kMaxQueryRows) throw Error("internal: more than " + std::to_string(kMaxQueryRows) + " queries per call");
+  const auto& t = detail::kernels_for(active_isa());
+  if (t.axpy_rows_multi) return t.axpy_rows_multi(p, nq, x, rows, n, y);
+  for (int i = 0; i < nq; ++i) single(p[i], y[i]);
+}
+}  // namespace
+
+void dot_rows(const float* const* q, int nq, const float* k, int64_t rows, int64_t n, float* const* out) {
+  dot_rows_each(q, nq, {detail::RowStorage::F32, k, nullptr}, rows, n, out,
+                [&](const float* qi, float* oi) { dot_rows(qi, k, rows, n, oi); });
+}
+void axpy_rows(const float* const* p, int nq, const float* v, int64_t rows, int64_t n, float* const* y) {
+  axpy_rows_each(p, nq, {detail::RowStorage::F32, v, nullptr}, rows, n, y,
+                 [&](const float* pi, float* yi) { axpy_rows(pi, v, rows, n, yi); });
+}
+void dot_rows(const float* const* q, int nq, const uint16_t* k, int64_t rows, int64_t n, float* const* out) {
+  dot_rows_each(q, nq, {detail::RowStorage::F16, k, nullptr}, rows, n, out,
+                [&](const float* qi, float* oi) { dot_rows(qi, k, rows, n, oi); });
+}
+void axpy_rows(const float* const* p, int nq, const uint16_t* v, int64_t rows, int64_t n, float* const* y) {
+  axpy_rows_each(p, nq, {detail::RowStorage::F16, v, nullptr}, rows, n, y,
+                 [&](const float* pi, float* yi) { axpy_rows(pi, v, rows, n, yi); });
+}
+void dot_rows(const float* const* q, int nq, const int8_t* k, const float* scales, int64_t rows, int64_t n,
+              float* const* out) {
+  dot_rows_each(q, nq, {detail::RowStorage::Q8, k, scales}, rows, n, out,
+                [&](const float* qi, float* oi) { dot_rows(qi, k, scales, rows, n, oi); });
+}
+void axpy_rows(const float* const* p, int nq, const int8_t* v, const float* scales, int64_t rows, int64_t n,
+               float* const* y) {
+  axpy_rows_each(p, nq, {detail::RowStorage::Q8, v, scales}, rows, n, y,
+                 [&](const float* pi, float* yi) { axpy_rows(pi, v, scales, rows, n, yi); });
+}
+
 void exp_minus(float* x, int64_t n, float shift) {
   if (n > 0) detail::kernels_for(active_isa()).exp_minus(x, n, shift);
 }

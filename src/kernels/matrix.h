@@ -88,5 +88,18 @@ void dot_rows(const float* q, const uint16_t* k_f16, int64_t rows, int64_t n, fl
 void axpy_rows(const float* p, const uint16_t* v_f16, int64_t rows, int64_t n, float* y);
 void dot_rows(const float* q, const int8_t* k_q8, const float* scales, int64_t rows, int64_t n, float* out);
 void axpy_rows(const float* p, const int8_t* v_q8, const float* scales, int64_t rows, int64_t n, float* y);
+// Several queries over the same rows (the query rows of one kv head that see the same keys):
+// out[i][r] = dot(q[i], k + r * n, n) and y[i] += sum_r p[i][r] * v[r * n ...] for i < nq, each
+// bit for bit what the one-query call gives; each key or value row is read once for all nq queries
+// instead of nq times. 1 <= nq <= kMaxQueryRows.
+constexpr int kMaxQueryRows = 4;
+void dot_rows(const float* const* q, int nq, const float* k, int64_t rows, int64_t n, float* const* out);
+void axpy_rows(const float* const* p, int nq, const float* v, int64_t rows, int64_t n, float* const* y);
+void dot_rows(const float* const* q, int nq, const uint16_t* k_f16, int64_t rows, int64_t n, float* const* out);
+void axpy_rows(const float* const* p, int nq, const uint16_t* v_f16, int64_t rows, int64_t n, float* const* y);
+void dot_rows(const float* const* q, int nq, const int8_t* k_q8, const float* scales, int64_t rows, int64_t n,
+              float* const* out);
+void axpy_rows(const float* const* p, int nq, const int8_t* v_q8, const float* scales, int64_t rows, int64_t n,
+               float* const* y);
 
 }  // namespace phinfer::kernels

@@ -185,25 +185,27 @@ const float* KVCache::values(int layer, int64_t head, int64_t pos, int64_t count
                    head * capacity + pos, count, head_dim, out);
 }
 
-void KVCache::key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* q, float* scores) const {
+void KVCache::key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* const* q, int nq,
+                         float* const* scores) const {
   const auto l = static_cast<size_t>(layer);
   const int64_t row = head * capacity + pos, at = row * head_dim;
   switch (type) {
-    case KVCacheType::F32: return kernels::dot_rows(q, k[l].data() + at, count, head_dim, scores);
-    case KVCacheType::F16: return kernels::dot_rows(q, k16[l].data() + at, count, head_dim, scores);
-    case KVCacheType::Q8: return kernels::dot_rows(q, k8[l].data() + at, k_scale[l].data() + row, count, head_dim, scores);
+    case KVCacheType::F32: return kernels::dot_rows(q, nq, k[l].data() + at, count, head_dim, scores);
+    case KVCacheType::F16: return kernels::dot_rows(q, nq, k16[l].data() + at, count, head_dim, scores);
+    case KVCacheType::Q8:
+      return kernels::dot_rows(q, nq, k8[l].data() + at, k_scale[l].data() + row, count, head_dim, scores);
   }
 }
 
-void KVCache::add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* weights,
-                                  float* out) const {
+void KVCache::add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* const* weights,
+                                  int nq, float* const* out) const {
   const auto l = static_cast<size_t>(layer);
   const int64_t row = head * capacity + pos, at = row * head_dim;
   switch (type) {
-    case KVCacheType::F32: return kernels::axpy_rows(weights, v[l].data() + at, count, head_dim, out);
-    case KVCacheType::F16: return kernels::axpy_rows(weights, v16[l].data() + at, count, head_dim, out);
+    case KVCacheType::F32: return kernels::axpy_rows(weights, nq, v[l].data() + at, count, head_dim, out);
+    case KVCacheType::F16: return kernels::axpy_rows(weights, nq, v16[l].data() + at, count, head_dim, out);
     case KVCacheType::Q8:
-      return kernels::axpy_rows(weights, v8[l].data() + at, v_scale[l].data() + row, count, head_dim, out);
+      return kernels::axpy_rows(weights, nq, v8[l].data() + at, v_scale[l].data() + row, count, head_dim, out);
   }
 }
 

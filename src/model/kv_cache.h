@@ -50,12 +50,15 @@ struct KVCache {
   void clear() { length = 0; table = RopeTable::Short; }
   // key and value: [kv_heads * head_dim] of one position.
   void store(int layer, int64_t pos, const float* key, const float* value);
-  // Attention over positions [pos, pos + count) of one kv head (count <= kernels::kMaxConvertedRows),
-  // read in the cache's precision (kernels::dot_rows / axpy_rows: the same bits as on fp32 copies
-  // of the cached values):
-  //   scores[j] = dot(q, key[pos + j]);   out += sum_j weights[j] * value[pos + j], in order of j.
-  void key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* q, float* scores) const;
-  void add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* weights, float* out) const;
+  // Attention of nq (<= kernels::kMaxQueryRows) queries over positions [pos, pos + count) of one kv
+  // head (count <= kernels::kMaxConvertedRows), read in the cache's precision, each key and value once
+  // for all nq queries (kernels::dot_rows / axpy_rows: the same bits as on fp32 copies of the cached
+  // values, and as one query at a time):
+  //   scores[i][j] = dot(q[i], key[pos + j]);   out[i] += sum_j weights[i][j] * value[pos + j], in order of j.
+  void key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* const* q, int nq,
+                  float* const* scores) const;
+  void add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* const* weights, int nq,
+                           float* const* out) const;
   // fp32 copies of positions [pos, pos + count) of one kv head (count * head_dim floats into out;
   // returns out): what attention reads, for inspection.
   const float* keys(int layer, int64_t head, int64_t pos, int64_t count, float* out) const;

@@ -158,6 +158,21 @@ void Phi3Model::apply_rope(float* row, const Activations& acts, int64_t t, int64
   }
 }
 
+namespace {
+// x[j] *= scale for j < n; returns the largest x[j] (-inf for n = 0). In 16 lanes so that the
+// compare chains overlap: the maximum of finite numbers does not depend on the order.
+float scale_and_max(float* x, int64_t n, float scale) {
+  constexpr int kLanes = 16;
+  float lanes[kLanes];
+  std::fill_n(lanes, kLanes, -std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], x[j + l] *= scale);
+  for (; j < n; ++j) lanes[0] = std::max(lanes[0], x[j] *= scale);
+  return *std::max_element(lanes, lanes + kLanes);
+}
+}  // namespace
+
 // Blocked attention with an online softmax (as in FlashAttention): each job takes one sequence,
 // one kv head and a block of that sequence's query rows (all query heads of the group), streams
 // the visible keys/values in blocks, and keeps only a running max, sum and output per query row.
@@ -182,7 +197,7 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
   pool.parallel_for(static_cast<int64_t>(acts.jobs.size()), [&](int64_t b, int64_t e) {
     // Per-thread scratch, grown once.
     thread_local std::vector<float> scores, row_max, row_sum, acc;
-    grow_to(scores, kKeyBlock);
+    grow_to(scores, kernels::kMaxQueryRows * kKeyBlock);
     grow_to(row_max, kQueryBlock * group);
     grow_to(row_sum, kQueryBlock * group);
     grow_to(acc, kQueryBlock * group * hd);
@@ -198,30 +213,53 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
       std::fill_n(row_sum.begin(), rows, 0.0f);
       std::fill_n(acc.begin(), rows * hd, 0.0f);
       const int64_t key_end = pos0 + t0 + nt;
+      // Keys of row r within block [k0, k0 + nk): its window, up to its own position.
+      auto visible = [&](int64_t k0, int64_t nk, int64_t r) {
+        const int64_t pos = pos0 + t0 + r / group;
+        return std::pair<int64_t, int64_t>{std::max(k0, first_visible(pos)), std::min(k0 + nk, pos + 1)};
+      };
+      constexpr int kMaxQ = kernels::kMaxQueryRows;
       for (int64_t k0 = first_visible(pos0 + t0) / kKeyBlock * kKeyBlock; k0 < key_end; k0 += kKeyBlock) {
         const int64_t nk = std::min(kKeyBlock, key_end - k0);
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t t = t0 + r / group, h = kvh * group + r % group, pos = pos0 + t;
-          const int64_t j0 = std::max(k0, first_visible(pos)), j1 = std::min(k0 + nk, pos + 1);
-          if (j0 >= j1) continue;
-          const float* qr = q + (S.first_row + t) * q_stride + h * hd;
-          float* sc = scores.data();
+        // Consecutive rows that see the same keys (the query heads of one token; in prefill, the rows
+        // past the block) read the block together, so each key and value is loaded once for them.
+        for (int64_t r = 0; r < rows;) {
+          const auto [j0, j1] = visible(k0, nk, r);
+          int nq = 1;
+          while (nq < kMaxQ && r + nq < rows && visible(k0, nk, r + nq) == std::pair{j0, j1}) ++nq;
+          if (j0 >= j1) {
+            r += nq;
+            continue;
+          }
           const int64_t nj = j1 - j0;
-          cache.key_scores(layer, kvh, j0, nj, qr, sc);
-          float block_max = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < nj; ++j) block_max = std::max(block_max, sc[j] *= scale);
-          float& m = row_max[static_cast<size_t>(r)];
-          float* a = acc.data() + r * hd;
-          const float new_max = std::max(m, block_max);
-          const float correction = std::exp(m - new_max);  // 0 on the first block (m = -inf)
-          float& sum = row_sum[static_cast<size_t>(r)];
-          sum *= correction;
-          if (correction != 1.0f)
-            for (int64_t d = 0; d < hd; ++d) a[d] *= correction;
-          kernels::exp_minus(sc, nj, new_max);
-          for (int64_t j = 0; j < nj; ++j) sum += sc[j];
-          cache.add_weighted_values(layer, kvh, j0, nj, sc, a);
-          m = new_max;
+          const float* qs[kMaxQ];
+          float* sc[kMaxQ];
+          float* a[kMaxQ];
+          for (int i = 0; i < nq; ++i) {
+            const int64_t t = t0 + (r + i) / group, h = kvh * group + (r + i) % group;
+            qs[i] = q + (S.first_row + t) * q_stride + h * hd;
+            sc[i] = scores.data() + i * kKeyBlock;
+            a[i] = acc.data() + (r + i) * hd;
+          }
+          cache.key_scores(layer, kvh, j0, nj, qs, nq, sc);
+          for (int i = 0; i < nq; ++i) {
+            float* si = sc[i];
+            const float block_max = scale_and_max(si, nj, scale);
+            float& m = row_max[static_cast<size_t>(r + i)];
+            const float new_max = std::max(m, block_max);
+            const float correction = std::exp(m - new_max);  // 0 on the first block (m = -inf)
+            float& sum = row_sum[static_cast<size_t>(r + i)];
+            sum *= correction;
+            if (correction != 1.0f)
+              for (int64_t d = 0; d < hd; ++d) a[i][d] *= correction;
+            kernels::exp_minus(si, nj, new_max);
+            for (int64_t j = 0; j < nj; ++j) sum += si[j];
+            m = new_max;
+          }
+          const float* weights[kMaxQ];
+          std::copy_n(sc, nq, weights);
+          cache.add_weighted_values(layer, kvh, j0, nj, weights, nq, a);
+          r += nq;
         }
       }
       for (int64_t r = 0; r < rows; ++r) {
