@@ -135,7 +135,8 @@ inline void scale_streams(const QuantLayout& L, const uint8_t* const* tiles, con
   }
 }
 
-// The vpdpbusd kernels' epilogue for block j, per token and weight tile: f += d dx I (+ m dxs).
+// The vpdpbusd kernels' epilogue for block j, per token and weight tile: f += d dx I (+ m dxs), with
+// f = +0 before block 0 (no separate clearing pass).
 template <bool ASYM, int NT>
 inline void block_epilogue(const QuantLayout& L, const ActPanel& P, const uint16_t* const* sc, const uint16_t* const* mn,
                            int64_t j, const int32_t* c, float* f) {
@@ -162,7 +163,7 @@ inline void block_epilogue(const QuantLayout& L, const ActPanel& P, const uint16
         __m512i I = _mm512_load_si512(cg + n * 256 + r * 16);
         if constexpr (!ASYM) I = _mm512_add_epi32(I, _mm512_set1_epi32(pcorr[i]));
         float* fi = fg + r * 32 + n * 16;
-        __m512 acc = _mm512_load_ps(fi);
+        __m512 acc = j == 0 ? _mm512_setzero_ps() : _mm512_load_ps(fi);  // the sums start at +0
         acc = _mm512_fmadd_ps(_mm512_mul_ps(d[n], dx), _mm512_cvtepi32_ps(I), acc);
         if constexpr (ASYM) acc = _mm512_fmadd_ps(m[n], _mm512_set1_ps(pdxs[i]), acc);
         _mm512_store_ps(fi, acc);
@@ -221,7 +222,6 @@ void panel_tiles(const QuantLayout& L, int64_t ks, int64_t sub_per_block, int64_
   const uint16_t* mn[NT];
   scale_streams<NT>(L, tiles, sc, mn);
   float* f = s.f;
-  std::memset(f, 0, sizeof(float) * 32 * 32);
   for (int64_t j = 0; j < nb; ++j) {
     const int64_t steps = ((j + 1 < nb ? sub_per_block : sub_last) + ks - 1) / ks;
     zero_block<MT, NT, 4>();
@@ -309,7 +309,6 @@ void panel_tiles_streamed(const QuantLayout& L, int64_t ks, int64_t sub_per_bloc
     for (int n = 0; n < NT; ++n)
       unpack_subchunks<Int4>(tiles[n], n_real, g * ks, ks, kStreamAhead, ring + (g % kRingSteps) * NT * ks * 64 + n * ks * 64);
   float* f = s.f;
-  std::memset(f, 0, sizeof(float) * 32 * 32);
   for (int64_t j = 0; j < nb; ++j) {
     const int64_t g0 = j * steps_per_block, g1 = std::min(g0 + steps_per_block, g_total);
     // The scales (and minima) are streams of their own, a line per two blocks: ahead by 8 blocks.
