@@ -185,6 +185,37 @@ const float* KVCache::values(int layer, int64_t head, int64_t pos, int64_t count
                    head * capacity + pos, count, head_dim, out);
 }
 
+namespace {
+void prefetch_bytes(const void* p, size_t bytes) {
+  const auto* c = static_cast<const char*>(p);
+  for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(c + at);
+  if (bytes > 0) __builtin_prefetch(c + bytes - 1);  // the last line when p is not line-aligned
+}
+}  // namespace
+
+void KVCache::prefetch(int layer, int64_t head, int64_t pos, int64_t count) const {
+  if (count <= 0) return;
+  const auto l = static_cast<size_t>(layer);
+  const int64_t row = head * capacity + pos, at = row * head_dim, n = count * head_dim;
+  const auto nb = static_cast<size_t>(n);
+  switch (type) {
+    case KVCacheType::F32:
+      prefetch_bytes(k[l].data() + at, nb * sizeof(float));
+      prefetch_bytes(v[l].data() + at, nb * sizeof(float));
+      return;
+    case KVCacheType::F16:
+      prefetch_bytes(k16[l].data() + at, nb * sizeof(uint16_t));
+      prefetch_bytes(v16[l].data() + at, nb * sizeof(uint16_t));
+      return;
+    case KVCacheType::Q8:
+      prefetch_bytes(k8[l].data() + at, nb);
+      prefetch_bytes(v8[l].data() + at, nb);
+      prefetch_bytes(k_scale[l].data() + row, static_cast<size_t>(count) * sizeof(float));
+      prefetch_bytes(v_scale[l].data() + row, static_cast<size_t>(count) * sizeof(float));
+      return;
+  }
+}
+
 void KVCache::key_scores(int layer, int64_t head, int64_t pos, int64_t count, const float* const* q, int nq,
                          float* const* scores) const {
   const auto l = static_cast<size_t>(layer);
