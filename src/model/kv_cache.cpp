@@ -193,25 +193,18 @@ void prefetch_bytes(const void* p, size_t bytes) {
 }
 }  // namespace
 
-void KVCache::prefetch(int layer, int64_t head, int64_t pos, int64_t count) const {
+void KVCache::prefetch(Part part, int layer, int64_t head, int64_t pos, int64_t count) const {
   if (count <= 0) return;
   const auto l = static_cast<size_t>(layer);
-  const int64_t row = head * capacity + pos, at = row * head_dim, n = count * head_dim;
-  const auto nb = static_cast<size_t>(n);
+  const int64_t row = head * capacity + pos, at = row * head_dim;
+  const auto n = static_cast<size_t>(count * head_dim);
+  const bool keys = part == Part::Keys;
   switch (type) {
-    case KVCacheType::F32:
-      prefetch_bytes(k[l].data() + at, nb * sizeof(float));
-      prefetch_bytes(v[l].data() + at, nb * sizeof(float));
-      return;
-    case KVCacheType::F16:
-      prefetch_bytes(k16[l].data() + at, nb * sizeof(uint16_t));
-      prefetch_bytes(v16[l].data() + at, nb * sizeof(uint16_t));
-      return;
+    case KVCacheType::F32: return prefetch_bytes((keys ? k : v)[l].data() + at, n * sizeof(float));
+    case KVCacheType::F16: return prefetch_bytes((keys ? k16 : v16)[l].data() + at, n * sizeof(uint16_t));
     case KVCacheType::Q8:
-      prefetch_bytes(k8[l].data() + at, nb);
-      prefetch_bytes(v8[l].data() + at, nb);
-      prefetch_bytes(k_scale[l].data() + row, static_cast<size_t>(count) * sizeof(float));
-      prefetch_bytes(v_scale[l].data() + row, static_cast<size_t>(count) * sizeof(float));
+      prefetch_bytes((keys ? k8 : v8)[l].data() + at, n);
+      prefetch_bytes((keys ? k_scale : v_scale)[l].data() + row, static_cast<size_t>(count) * sizeof(float));
       return;
   }
 }

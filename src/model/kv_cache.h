@@ -59,10 +59,11 @@ struct KVCache {
                   float* const* scores) const;
   void add_weighted_values(int layer, int64_t head, int64_t pos, int64_t count, const float* const* weights, int nq,
                            float* const* out) const;
-  // Asks the memory system for the keys and values (and q8 scales) of positions [pos, pos + count)
+  // Asks the memory system for the keys or the values (and their q8 scales) of positions [pos, pos + count)
   // of one kv head ahead of their use: in decode, attention streams the cache from DRAM one block
   // at a time, and the next block's lines then arrive while the current one computes.
-  void prefetch(int layer, int64_t head, int64_t pos, int64_t count) const;
+  enum class Part { Keys, Values };
+  void prefetch(Part part, int layer, int64_t head, int64_t pos, int64_t count) const;
   // fp32 copies of positions [pos, pos + count) of one kv head (count * head_dim floats into out;
   // returns out): what attention reads, for inspection.
   const float* keys(int layer, int64_t head, int64_t pos, int64_t count, float* out) const;

@@ -224,8 +224,10 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
         const int64_t nk = std::min(kKeyBlock, key_end - k0);
         // f16 and q8 blocks stall on memory between their conversions; an f32 cache already streams at the
         // memory's speed, and the prefetch instructions only cost there (measured at 2,100 tokens of context).
-        if (const int64_t ahead = k0 + kPrefetchBlocks * kKeyBlock; ahead < key_end && cache.type != KVCacheType::F32)
-          cache.prefetch(layer, kvh, ahead, std::min(kKeyBlock, key_end - ahead));
+        const int64_t ahead = k0 + kPrefetchBlocks * kKeyBlock;
+        const int64_t n_ahead = cache.type != KVCacheType::F32 && ahead < key_end ? std::min(kKeyBlock, key_end - ahead) : 0;
+        cache.prefetch(KVCache::Part::Keys, layer, kvh, ahead, n_ahead);
+        bool values_asked = false;
         // Consecutive rows that see the same keys (the query heads of one token; in prefill, the rows
         // past the block) read the block together, so each key and value is loaded once for them.
         for (int64_t r = 0; r < rows;) {
@@ -247,6 +249,8 @@ void Phi3Model::attention(const ForwardBatch& batch, Activations& acts, int laye
             a[i] = acc.data() + (r + i) * hd;
           }
           cache.key_scores(layer, kvh, j0, nj, qs, nq, sc);
+          if (!values_asked) cache.prefetch(KVCache::Part::Values, layer, kvh, ahead, n_ahead);  // spread over the block
+          values_asked = true;
           for (int i = 0; i < nq; ++i) {
             float* si = sc[i];
             const float block_max = scale_and_max(si, nj, scale);
